@@ -1,0 +1,19 @@
+//! Core types of sec-audit: the audit event and how one input line becomes
+//! one ([`event`]), scrubbing of sensitive data ([`scrub`]), the bounded OTel
+//! JSONL log record ([`record`]), trusted-proxy client-IP resolution
+//! ([`client_ip`]) and the injectable clock ([`clock`]).
+//!
+//! Nothing here performs I/O beyond writing to a caller-supplied `Write`, and
+//! nothing here panics on input.
+
+pub mod client_ip;
+pub mod clock;
+pub mod event;
+pub mod record;
+pub mod scrub;
+
+pub use client_ip::{ClientIpResolver, TrustedProxyError};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use event::{parse_line, AuditEvent, EventError, ParsedLine};
+pub use record::{LogRecord, RecordBounds, RecordWriter, Severity};
+pub use scrub::{ScrubError, Scrubber, REDACTED};
