@@ -1,0 +1,29 @@
+//! `login_throttle` — to be written (see rules.md).
+
+use sec_audit_core::AuditEvent;
+
+use crate::config::{ConfigError, Params};
+use crate::rule::{Match, Rule, RuleContext, RuleError};
+
+#[derive(Debug, Clone)]
+pub struct LoginThrottle {
+    name: String,
+}
+
+impl LoginThrottle {
+    pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
+        Ok(LoginThrottle { name: p.rule().to_string() })
+    }
+}
+
+impl Rule for LoginThrottle {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn severity(&self) -> u8 {
+        1
+    }
+    fn evaluate(&self, _event: &AuditEvent, _ctx: &RuleContext<'_>) -> Result<Option<Match>, RuleError> {
+        Ok(None)
+    }
+}

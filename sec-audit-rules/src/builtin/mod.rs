@@ -1,0 +1,126 @@
+//! The eight built-in rules (rules.md, "Built-in rules"), each constructible
+//! from a configuration table: `builtin = "<name>"` plus its parameters.
+//! Every built-in accepts `severity`, `message` and `tags` overrides; those
+//! that suggest a decision accept `decision`.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::config::{ConfigError, Params, RuleConfig};
+use crate::policy::ActionKind;
+use crate::rule::Rule;
+
+mod brute_force_login;
+mod login_throttle;
+mod repeated_client_error;
+mod repeated_route;
+mod request_body_threshold;
+mod resource_enumeration;
+mod sensitive_field_change;
+mod suspicious_proxy_header;
+
+pub use brute_force_login::BruteForceLogin;
+pub use login_throttle::LoginThrottle;
+pub use repeated_client_error::RepeatedClientError;
+pub use repeated_route::RepeatedRoute;
+pub use request_body_threshold::RequestBodyThreshold;
+pub use resource_enumeration::ResourceEnumeration;
+pub use sensitive_field_change::SensitiveFieldChange;
+pub use suspicious_proxy_header::SuspiciousProxyHeader;
+
+/// Names of the built-in rules.
+pub const BUILTIN_NAMES: [&str; 8] = [
+    "brute_force_login",
+    "login_throttle",
+    "repeated_client_error",
+    "repeated_route",
+    "request_body_threshold",
+    "resource_enumeration",
+    "sensitive_field_change",
+    "suspicious_proxy_header",
+];
+
+/// The `http.response.*` event types.
+pub const HTTP_RESPONSE_TYPES: [&str; 4] = [
+    "http.response.success",
+    "http.response.redirect",
+    "http.response.client_error",
+    "http.response.server_error",
+];
+
+/// The counter key under which `brute_force_login` counts failures of one
+/// source IP and `login_throttle` reads them. Part of the contract.
+pub fn login_failure_key(ip: &str) -> String {
+    format!("login_failures:{ip}")
+}
+
+/// Builds the built-in named by the table's `builtin` key.
+pub fn build(table: &RuleConfig) -> Result<Arc<dyn Rule>, ConfigError> {
+    match table.get("builtin") {
+        Some(Value::String(name)) => build_named(name, table),
+        Some(other) => Err(ConfigError::UnknownBuiltin(other.to_string())),
+        None => Err(ConfigError::MissingBuiltin),
+    }
+}
+
+/// Builds built-in `name` from its parameter table (a `builtin` key in the
+/// table is allowed and ignored).
+pub fn build_named(name: &str, table: &RuleConfig) -> Result<Arc<dyn Rule>, ConfigError> {
+    let p = Params::new(name, table, &["builtin"]);
+    let rule: Arc<dyn Rule> = match name {
+        "brute_force_login" => Arc::new(BruteForceLogin::from_params(&p)?),
+        "login_throttle" => Arc::new(LoginThrottle::from_params(&p)?),
+        "repeated_client_error" => Arc::new(RepeatedClientError::from_params(&p)?),
+        "repeated_route" => Arc::new(RepeatedRoute::from_params(&p)?),
+        "request_body_threshold" => Arc::new(RequestBodyThreshold::from_params(&p)?),
+        "resource_enumeration" => Arc::new(ResourceEnumeration::from_params(&p)?),
+        "sensitive_field_change" => Arc::new(SensitiveFieldChange::from_params(&p)?),
+        "suspicious_proxy_header" => Arc::new(SuspiciousProxyHeader::from_params(&p)?),
+        other => return Err(ConfigError::UnknownBuiltin(other.to_string())),
+    };
+    p.finish()?;
+    Ok(rule)
+}
+
+/// The overrides every built-in accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Common {
+    pub name: String,
+    pub severity: u8,
+    pub message: String,
+    pub tags: Vec<String>,
+    pub decision: Option<ActionKind>,
+}
+
+impl Common {
+    /// Reads `severity`, `message`, `tags` and — when `decision` is
+    /// `Some(default)` — `decision`.
+    pub fn read(
+        p: &Params<'_>,
+        severity: u8,
+        message: &str,
+        tags: &[&str],
+        decision: Option<Option<ActionKind>>,
+    ) -> Result<Self, ConfigError> {
+        Ok(Common {
+            name: p.rule().to_string(),
+            severity: p.severity(severity)?,
+            message: p.string("message", message)?,
+            tags: p.tags(tags)?,
+            decision: match decision {
+                Some(default) => p.decision(default)?,
+                None => None,
+            },
+        })
+    }
+}
+
+/// Whether `path` matches one of `paths` (regex search); an empty list
+/// matches every path.
+pub fn path_allowed(paths: &[regex::Regex], path: &str) -> bool {
+    paths.is_empty() || paths.iter().any(|r| r.is_match(path))
+}
+
+#[cfg(test)]
+pub(crate) mod testkit;

@@ -1,0 +1,365 @@
+//! The engine: runs the registered rules over one event (rules.md, "The
+//! engine"). Nothing a rule does — an error or a panic — can crash the
+//! engine or its caller.
+
+use std::collections::BTreeSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use sec_audit_core::{AuditEvent, Clock, Scrubber, SystemClock};
+use serde_json::{Map, Value};
+
+use crate::config::RuleConfig;
+use crate::history::HistoryReader;
+use crate::rule::{Match, Rule, RuleContext, RuleError};
+use crate::scope::{ScopeKey, ScopeRegistry};
+use crate::state::{Counters, HistoryRetention, HistoryStore, MemoryCounters, MemoryHistory};
+use crate::summary::{build_summary, Summary};
+
+/// Event-type prefixes the engine never evaluates: enforcement can never
+/// trigger itself.
+pub const IGNORED_PREFIXES: [&str; 3] = ["audit.rule.", "audit.enforcement.", "audit.context."];
+
+/// The type of the synthetic event the ingress check builds.
+pub const INGRESS_EVENT_TYPE: &str = "audit.http.request.pre";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("rule name must be non-empty")]
+    EmptyRuleName,
+    #[error("rule `{0}` is registered twice")]
+    DuplicateRule(String),
+    #[error("rule `{rule}`: severity {severity} outside 1-10")]
+    BadSeverity { rule: String, severity: u8 },
+    #[error("rule `{rule}`: history context: {reason}")]
+    BadHistoryContext { rule: String, reason: String },
+    #[error("building the event summary or scope keys failed")]
+    SummaryFailed,
+    #[error("rule `{rule}` failed on the ingress pass ({kind})")]
+    RuleFailed { rule: String, kind: &'static str },
+}
+
+impl EngineError {
+    /// A short, stable name of the error kind, safe to put in an event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EngineError::EmptyRuleName => "empty_rule_name",
+            EngineError::DuplicateRule(_) => "duplicate_rule",
+            EngineError::BadSeverity { .. } => "bad_severity",
+            EngineError::BadHistoryContext { .. } => "bad_history_context",
+            EngineError::SummaryFailed => "summary_failed",
+            EngineError::RuleFailed { .. } => "rule_failed",
+        }
+    }
+}
+
+/// Engine behavior switches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineOptions {
+    /// On a summary failure return no matches; on the ingress pass, let a
+    /// rule failure pass. Default true.
+    pub fail_open: bool,
+    /// History rows kept per scope key. Default 100.
+    pub max_events_per_key: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            fail_open: true,
+            max_events_per_key: 100,
+        }
+    }
+}
+
+struct Registered {
+    rule: Arc<dyn Rule>,
+    name: String,
+    event_types: Vec<String>,
+    safe_for_enforcement: bool,
+    config: RuleConfig,
+}
+
+/// Builds an [`Engine`]; memory stores and the system clock by default.
+pub struct EngineBuilder {
+    clock: Arc<dyn Clock>,
+    scopes: ScopeRegistry,
+    counters: Option<Arc<dyn Counters>>,
+    history: Option<Arc<dyn HistoryStore>>,
+    scrubber: Scrubber,
+    options: EngineOptions,
+    rules: Vec<(Arc<dyn Rule>, RuleConfig)>,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            clock: Arc::new(SystemClock),
+            scopes: ScopeRegistry::builtin(),
+            counters: None,
+            history: None,
+            scrubber: Scrubber::default(),
+            options: EngineOptions::default(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl EngineBuilder {
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    pub fn scopes(mut self, scopes: ScopeRegistry) -> Self {
+        self.scopes = scopes;
+        self
+    }
+    pub fn counters(mut self, counters: Arc<dyn Counters>) -> Self {
+        self.counters = Some(counters);
+        self
+    }
+    pub fn history(mut self, history: Arc<dyn HistoryStore>) -> Self {
+        self.history = Some(history);
+        self
+    }
+    pub fn scrubber(mut self, scrubber: Scrubber) -> Self {
+        self.scrubber = scrubber;
+        self
+    }
+    pub fn options(mut self, options: EngineOptions) -> Self {
+        self.options = options;
+        self
+    }
+    /// Registers a rule (evaluated in registration order).
+    pub fn rule(self, rule: Arc<dyn Rule>) -> Self {
+        self.rule_with_config(rule, RuleConfig::new())
+    }
+    /// Registers a rule with the configuration table its context exposes.
+    pub fn rule_with_config(mut self, rule: Arc<dyn Rule>, config: RuleConfig) -> Self {
+        self.rules.push((rule, config));
+        self
+    }
+
+    pub fn build(self) -> Result<Engine, EngineError> {
+        let mut names = BTreeSet::new();
+        let mut registered = Vec::with_capacity(self.rules.len());
+        let mut retention: Option<HistoryRetention> = None;
+        for (rule, config) in self.rules {
+            let name = rule.name().to_string();
+            if name.is_empty() {
+                return Err(EngineError::EmptyRuleName);
+            }
+            if !names.insert(name.clone()) {
+                return Err(EngineError::DuplicateRule(name));
+            }
+            let severity = rule.severity();
+            if !(1..=10).contains(&severity) {
+                return Err(EngineError::BadSeverity { rule: name, severity });
+            }
+            if let Some(ctx) = rule.history_context() {
+                let bad = |reason: String| EngineError::BadHistoryContext { rule: name.clone(), reason };
+                if !(ctx.window_seconds > 0.0 && ctx.window_seconds.is_finite()) {
+                    return Err(bad("window_seconds must be > 0".into()));
+                }
+                if ctx.max_events == 0 {
+                    return Err(bad("max_events must be > 0".into()));
+                }
+                if let Some(s) = ctx.scopes.iter().find(|s| self.scopes.get(s).is_none()) {
+                    return Err(bad(format!("unknown scope `{s}`")));
+                }
+                let r = retention.get_or_insert(HistoryRetention {
+                    window_seconds: 0.0,
+                    max_events_per_key: self.options.max_events_per_key,
+                });
+                r.window_seconds = r.window_seconds.max(ctx.window_seconds);
+            }
+            registered.push(Registered {
+                event_types: rule.event_types().to_vec(),
+                safe_for_enforcement: rule.safe_for_enforcement(),
+                rule,
+                name,
+                config,
+            });
+        }
+        let clock = self.clock;
+        Ok(Engine {
+            counters: self
+                .counters
+                .unwrap_or_else(|| Arc::new(MemoryCounters::new(Arc::clone(&clock)))),
+            history: self
+                .history
+                .unwrap_or_else(|| Arc::new(MemoryHistory::new())),
+            clock,
+            scopes: Arc::new(self.scopes),
+            scrubber: self.scrubber,
+            options: self.options,
+            retention,
+            rules: registered,
+            rule_failures: AtomicU64::new(0),
+        })
+    }
+}
+
+/// Runs rules over events. Cheap to share: `evaluate` takes `&self`.
+pub struct Engine {
+    rules: Vec<Registered>,
+    scopes: Arc<ScopeRegistry>,
+    counters: Arc<dyn Counters>,
+    history: Arc<dyn HistoryStore>,
+    clock: Arc<dyn Clock>,
+    scrubber: Scrubber,
+    options: EngineOptions,
+    /// `None` when no rule reads history: then nothing is appended.
+    retention: Option<HistoryRetention>,
+    rule_failures: AtomicU64,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("rules", &self.rule_names().collect::<Vec<_>>())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl Engine {
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| r.name.as_str())
+    }
+    pub fn rules(&self) -> impl Iterator<Item = &Arc<dyn Rule>> {
+        self.rules.iter().map(|r| &r.rule)
+    }
+    pub fn scopes(&self) -> &Arc<ScopeRegistry> {
+        &self.scopes
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+    pub fn counters(&self) -> &Arc<dyn Counters> {
+        &self.counters
+    }
+    pub fn history(&self) -> &Arc<dyn HistoryStore> {
+        &self.history
+    }
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+    /// How many rule evaluations failed (errors and panics) so far.
+    pub fn rule_failures(&self) -> u64 {
+        self.rule_failures.load(Ordering::Relaxed)
+    }
+    /// Whether any registered rule runs on the ingress pass.
+    pub fn has_ingress_rules(&self) -> bool {
+        self.rules.iter().any(|r| r.safe_for_enforcement)
+    }
+
+    /// Evaluates every applicable rule on `event`. With `enforcement_only`,
+    /// only `safe_for_enforcement` rules run and nothing is appended to
+    /// history.
+    pub fn evaluate(&self, event: &AuditEvent, enforcement_only: bool) -> Result<Vec<Match>, EngineError> {
+        let event_type = event.event_type();
+        if IGNORED_PREFIXES.iter().any(|p| event_type.starts_with(p)) {
+            return Ok(Vec::new());
+        }
+        let now = self.clock.now();
+        let record = !enforcement_only && self.retention.is_some();
+        let prepared = catch_unwind(AssertUnwindSafe(|| {
+            let keys = self.scopes.extract(event);
+            let summary = record.then(|| build_summary(event, &self.scrubber));
+            (keys, summary)
+        }));
+        let (keys, summary) = match prepared {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::error!(event_type, "building the event summary or scope keys panicked");
+                return if self.options.fail_open {
+                    Ok(Vec::new())
+                } else {
+                    Err(EngineError::SummaryFailed)
+                };
+            }
+        };
+
+        let mut matches = Vec::new();
+        let mut rule_attrs: Option<Map<String, Value>> = None;
+        for r in &self.rules {
+            if enforcement_only && !r.safe_for_enforcement {
+                continue;
+            }
+            if !r.event_types.is_empty() && !r.event_types.iter().any(|t| t == event_type) {
+                continue;
+            }
+            let ctx = RuleContext {
+                now,
+                counters: self.counters.as_ref(),
+                history: HistoryReader::new(self.history.as_ref(), &keys, r.rule.history_context(), now),
+                config: &r.config,
+            };
+            let outcome = catch_unwind(AssertUnwindSafe(|| r.rule.evaluate(event, &ctx)))
+                .unwrap_or(Err(RuleError::Panicked))
+                .and_then(|m| match m {
+                    Some(m) => m.validate(&r.name).map(|()| Some(m)),
+                    None => Ok(None),
+                });
+            match outcome {
+                Ok(Some(m)) => matches.push(m),
+                Ok(None) => {}
+                Err(e) => {
+                    self.rule_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(rule = %r.name, kind = e.kind(), error = %e, "rule evaluation failed; isolated");
+                    if enforcement_only && !self.options.fail_open {
+                        return Err(EngineError::RuleFailed {
+                            rule: r.name.clone(),
+                            kind: e.kind(),
+                        });
+                    }
+                }
+            }
+            if record {
+                match catch_unwind(AssertUnwindSafe(|| r.rule.history_attributes(event, &ctx))) {
+                    Ok(Ok(Some(attrs))) => {
+                        rule_attrs
+                            .get_or_insert_with(Map::new)
+                            .insert(r.name.clone(), Value::Object(attrs));
+                    }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(rule = %r.name, kind = e.kind(), "history_attributes failed; ignored");
+                    }
+                    Err(_) => {
+                        tracing::warn!(rule = %r.name, "history_attributes panicked; ignored");
+                    }
+                }
+            }
+        }
+
+        if let (Some(mut summary), Some(retention)) = (summary, self.retention.as_ref()) {
+            if !keys.is_empty() {
+                self.append(&mut summary, rule_attrs, now, &keys, retention);
+            }
+        }
+        Ok(matches)
+    }
+
+    fn append(
+        &self,
+        summary: &mut Summary,
+        rule_attrs: Option<Map<String, Value>>,
+        now: f64,
+        keys: &[ScopeKey],
+        retention: &HistoryRetention,
+    ) {
+        summary.insert("recorded_at".into(), Value::from(now));
+        if let Some(attrs) = rule_attrs {
+            summary.insert("rule_attrs".into(), Value::Object(attrs));
+        }
+        let row = Arc::new(std::mem::take(summary));
+        self.history.append(keys, now, row, retention);
+    }
+}
