@@ -18,7 +18,13 @@ pub struct BruteForceLogin {
 impl BruteForceLogin {
     pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
         Ok(BruteForceLogin {
-            common: Common::read(p, 8, "Repeated login failures detected", &["auth", "bruteforce"], Some(None))?,
+            common: Common::read(
+                p,
+                8,
+                "Repeated login failures detected",
+                &["auth", "bruteforce"],
+                Some(None),
+            )?,
             threshold: p.non_negative("threshold", 5.0)?,
             window_seconds: p.seconds("window_seconds", 300)?,
             event_types: vec!["auth.login.failed".into(), "auth.login.success".into()],
@@ -37,7 +43,11 @@ impl Rule for BruteForceLogin {
         &self.event_types
     }
 
-    fn evaluate(&self, event: &AuditEvent, ctx: &RuleContext<'_>) -> Result<Option<Match>, RuleError> {
+    fn evaluate(
+        &self,
+        event: &AuditEvent,
+        ctx: &RuleContext<'_>,
+    ) -> Result<Option<Match>, RuleError> {
         let ip = event.srcip();
         let ip = ip.trim();
         if ip.is_empty() {
@@ -55,7 +65,11 @@ impl Rule for BruteForceLogin {
         let mut meta = Map::new();
         meta.insert("failure_count".into(), Value::from(count));
         let username = event.text("user.name");
-        let username = if username.is_empty() { event.text("username") } else { username };
+        let username = if username.is_empty() {
+            event.text("username")
+        } else {
+            username
+        };
         if !username.is_empty() {
             meta.insert("username".into(), Value::String(username.into_owned()));
         }
@@ -84,16 +98,26 @@ mod tests {
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].metadata["failure_count"], json!(5));
         assert_eq!(m[0].metadata["username"], json!("alice"));
-        assert_eq!(m[0].tags, vec!["auth".to_string(), "bruteforce".to_string()]);
+        assert_eq!(
+            m[0].tags,
+            vec!["auth".to_string(), "bruteforce".to_string()]
+        );
         assert_eq!(m[0].message, "Repeated login failures detected");
         assert_eq!(kit.eval(&fail).len(), 1, "6th failure still matches");
-        assert!(kit.eval(&json!({"event_type": "auth.login.success", "source.address": "203.0.113.9"})).is_empty());
-        assert!(kit.eval(&fail).is_empty(), "counter was reset by the success");
+        assert!(kit
+            .eval(&json!({"event_type": "auth.login.success", "source.address": "203.0.113.9"}))
+            .is_empty());
+        assert!(
+            kit.eval(&fail).is_empty(),
+            "counter was reset by the success"
+        );
     }
 
     #[test]
     fn window_expiry_starts_a_new_window() {
-        let kit = Kit::new(&[json!({"builtin": "brute_force_login", "threshold": 3, "window_seconds": 60})]);
+        let kit = Kit::new(&[
+            json!({"builtin": "brute_force_login", "threshold": 3, "window_seconds": 60}),
+        ]);
         let fail = json!({"event_type": "auth.login.failed", "srcip": "203.0.113.9"});
         kit.eval(&fail);
         kit.eval(&fail);
@@ -106,10 +130,20 @@ mod tests {
     #[test]
     fn needs_a_source_ip_and_counts_per_ip() {
         let kit = Kit::new(&[json!({"builtin": "brute_force_login", "threshold": "2"})]);
-        assert!(kit.eval(&json!({"event_type": "auth.login.failed"})).is_empty());
-        assert!(kit.eval(&json!({"event_type": "auth.login.failed"})).is_empty());
+        assert!(kit
+            .eval(&json!({"event_type": "auth.login.failed"}))
+            .is_empty());
+        assert!(kit
+            .eval(&json!({"event_type": "auth.login.failed"}))
+            .is_empty());
         kit.eval(&json!({"event_type": "auth.login.failed", "srcip": "1.1.1.1"}));
-        assert!(kit.eval(&json!({"event_type": "auth.login.failed", "srcip": "2.2.2.2"})).is_empty());
-        assert_eq!(kit.eval(&json!({"event_type": "auth.login.failed", "srcip": "1.1.1.1"})).len(), 1);
+        assert!(kit
+            .eval(&json!({"event_type": "auth.login.failed", "srcip": "2.2.2.2"}))
+            .is_empty());
+        assert_eq!(
+            kit.eval(&json!({"event_type": "auth.login.failed", "srcip": "1.1.1.1"}))
+                .len(),
+            1
+        );
     }
 }

@@ -1,29 +1,324 @@
-//! `resource_enumeration` — to be written (see rules.md).
+//! `resource_enumeration`: one source IP touching many distinct paths under
+//! one route template (walking `/accounts/{id}/` through ids).
+//!
+//! The history summary keeps only the collapsed route, so the rule stores
+//! its own `{route, path}` with each event through `history_attributes` and
+//! counts distinct concrete paths under the same route per IP.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
 
 use sec_audit_core::AuditEvent;
+use serde_json::{Map, Value};
 
+use super::{Common, HTTP_RESPONSE_TYPES};
 use crate::config::{ConfigError, Params};
-use crate::rule::{Match, Rule, RuleContext, RuleError};
+use crate::history::HistoryQuery;
+use crate::rule::{HistoryContext, Match, Rule, RuleContext, RuleError};
 
 #[derive(Debug, Clone)]
 pub struct ResourceEnumeration {
-    name: String,
+    common: Common,
+    threshold: f64,
+    context: HistoryContext,
+    event_types: Vec<String>,
 }
 
 impl ResourceEnumeration {
     pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
-        Ok(ResourceEnumeration { name: p.rule().to_string() })
+        let threshold = p.non_negative("threshold", 20.0)?;
+        let window = p.seconds("window_seconds", 300)?;
+        // Enough rows to see `threshold` distinct paths (saturating cast).
+        let max_events = (threshold.ceil() as usize).max(HistoryContext::DEFAULT_MAX_EVENTS);
+        Ok(ResourceEnumeration {
+            common: Common::read(
+                p,
+                7,
+                "Many distinct resources accessed under one route",
+                &["http", "enumeration"],
+                Some(None),
+            )?,
+            threshold,
+            context: HistoryContext::new(["ip"])
+                .event_types(HTTP_RESPONSE_TYPES)
+                .window_seconds(window as f64)
+                .max_events(max_events),
+            event_types: HTTP_RESPONSE_TYPES.iter().map(|t| t.to_string()).collect(),
+        })
     }
+}
+
+/// The route template (`route_pattern`, else `route`) and the concrete
+/// path, when the event has both.
+fn route_and_path(event: &AuditEvent) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    let mut route = event.text("route_pattern");
+    if route.is_empty() {
+        route = event.text("route");
+    }
+    if route.is_empty() {
+        return None;
+    }
+    let path = event.path();
+    if path.is_empty() {
+        return None;
+    }
+    Some((route, path))
 }
 
 impl Rule for ResourceEnumeration {
     fn name(&self) -> &str {
-        &self.name
+        &self.common.name
     }
     fn severity(&self) -> u8 {
-        1
+        self.common.severity
     }
-    fn evaluate(&self, _event: &AuditEvent, _ctx: &RuleContext<'_>) -> Result<Option<Match>, RuleError> {
-        Ok(None)
+    fn event_types(&self) -> &[String] {
+        &self.event_types
+    }
+    fn history_context(&self) -> Option<&HistoryContext> {
+        Some(&self.context)
+    }
+
+    fn evaluate(
+        &self,
+        event: &AuditEvent,
+        ctx: &RuleContext<'_>,
+    ) -> Result<Option<Match>, RuleError> {
+        let Some((route, path)) = route_and_path(event) else {
+            return Ok(None);
+        };
+        let rows = ctx.history.events("ip", &HistoryQuery::default())?;
+        // The engine appends this event after the rules ran: count it here.
+        let mut distinct: HashSet<&str> = HashSet::with_capacity(rows.len() + 1);
+        distinct.insert(path.as_ref());
+        for row in &rows {
+            let Some(mine) = row
+                .get("rule_attrs")
+                .and_then(|a| a.get(self.common.name.as_str()))
+                .and_then(Value::as_object)
+            else {
+                continue;
+            };
+            if mine.get("route").and_then(Value::as_str) != Some(route.as_ref()) {
+                continue;
+            }
+            if let Some(p) = mine
+                .get("path")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+            {
+                distinct.insert(p);
+            }
+        }
+        let count = distinct.len();
+        if (count as f64) < self.threshold {
+            return Ok(None);
+        }
+        let mut meta = Map::new();
+        meta.insert("distinct_paths".into(), Value::from(count));
+        meta.insert("route".into(), Value::String(route.into_owned()));
+        Ok(Some(
+            Match::new(self, event, ctx.now, self.common.message.clone())
+                .with_decision(self.common.decision)
+                .with_tags(&self.common.tags)
+                .with_metadata(meta),
+        ))
+    }
+
+    fn history_attributes(
+        &self,
+        event: &AuditEvent,
+        _ctx: &RuleContext<'_>,
+    ) -> Result<Option<Map<String, Value>>, RuleError> {
+        let Some((route, path)) = route_and_path(event) else {
+            return Ok(None);
+        };
+        let mut attrs = Map::new();
+        attrs.insert("route".into(), Value::String(route.into_owned()));
+        attrs.insert("path".into(), Value::String(path.into_owned()));
+        Ok(Some(attrs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::Kit;
+    use crate::policy::ActionKind;
+    use serde_json::{json, Value};
+
+    const ROUTE: &str = "/api/accounts/{id}/";
+
+    fn hit(ip: &str, route: &str, path: &str) -> Value {
+        json!({"event_type": "http.response.success", "source.address": ip,
+               "http.route": route, "url.path": path, "http.response.status_code": 200})
+    }
+
+    fn account(i: usize) -> String {
+        format!("/api/accounts/{i}/")
+    }
+
+    #[test]
+    fn twenty_distinct_paths_under_one_route_fire() {
+        let kit = Kit::new(&[json!({"builtin": "resource_enumeration"})]);
+        for i in 1..=19 {
+            assert!(
+                kit.eval(&hit("1.1.1.1", ROUTE, &account(i))).is_empty(),
+                "{i} distinct paths"
+            );
+        }
+        let m = kit.eval(&hit("1.1.1.1", ROUTE, &account(20)));
+        assert_eq!(m.len(), 1, "the 20th distinct path, this event included");
+        assert_eq!(m[0].rule_name, "resource_enumeration");
+        assert_eq!(m[0].severity, 7);
+        assert_eq!(m[0].metadata["distinct_paths"], json!(20));
+        assert_eq!(m[0].metadata["route"], json!(ROUTE));
+        assert_eq!(m[0].decision, None);
+        assert_eq!(
+            m[0].tags,
+            vec!["http".to_string(), "enumeration".to_string()]
+        );
+        let m = kit.eval(&hit("1.1.1.1", ROUTE, &account(21)));
+        assert_eq!(
+            m[0].metadata["distinct_paths"],
+            json!(21),
+            "above the threshold"
+        );
+        let m = kit.eval(&hit("1.1.1.1", ROUTE, &account(3)));
+        assert_eq!(
+            m[0].metadata["distinct_paths"],
+            json!(21),
+            "a repeated path adds nothing"
+        );
+    }
+
+    #[test]
+    fn repeating_one_path_does_not_fire() {
+        let kit = Kit::new(&[json!({"builtin": "resource_enumeration"})]);
+        for _ in 0..60 {
+            assert!(kit.eval(&hit("1.1.1.1", ROUTE, &account(7))).is_empty());
+        }
+        for i in 1..=18 {
+            kit.eval(&hit("1.1.1.1", ROUTE, &account(i)));
+        }
+        // 18 distinct so far (7 among them); one more new path makes 19.
+        assert!(kit.eval(&hit("1.1.1.1", ROUTE, &account(100))).is_empty());
+        assert_eq!(kit.eval(&hit("1.1.1.1", ROUTE, &account(101))).len(), 1);
+    }
+
+    #[test]
+    fn other_routes_other_ips_and_types_do_not_count() {
+        let kit = Kit::new(&[json!({"builtin": "resource_enumeration", "threshold": 5})]);
+        for i in 0..4 {
+            kit.eval(&hit("1.1.1.1", ROUTE, &account(i)));
+        }
+        for i in 0..4 {
+            assert!(kit
+                .eval(&hit(
+                    "1.1.1.1",
+                    "/api/orders/{id}/",
+                    &format!("/api/orders/{i}/")
+                ))
+                .is_empty());
+        }
+        for i in 0..10 {
+            let other_ip = kit.eval(&hit("2.2.2.2", ROUTE, &format!("/api/accounts/x{i}/")));
+            assert_eq!(
+                other_ip.len(),
+                usize::from(i >= 4),
+                "2.2.2.2 counts only its own paths"
+            );
+            let login = json!({"event_type": "auth.login.failed", "srcip": "1.1.1.1",
+                               "http.route": ROUTE, "url.path": format!("/api/accounts/y{i}/")});
+            assert!(kit.eval(&login).is_empty(), "not an http.response event");
+        }
+        let m = kit.eval(&hit("1.1.1.1", ROUTE, &account(4)));
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].metadata["distinct_paths"], json!(5));
+        let m = kit.eval(&hit("1.1.1.1", "/api/orders/{id}/", "/api/orders/99/"));
+        assert_eq!(m[0].metadata["distinct_paths"], json!(5));
+        assert_eq!(m[0].metadata["route"], json!("/api/orders/{id}/"));
+    }
+
+    #[test]
+    fn every_response_type_counts_and_raw_route_keys_work() {
+        let kit = Kit::new(&[json!({"builtin": "resource_enumeration", "threshold": 4})]);
+        let types = [
+            "http.response.success",
+            "http.response.redirect",
+            "http.response.client_error",
+        ];
+        for (i, t) in types.iter().enumerate() {
+            kit.eval(&json!({"event_type": t, "srcip": "1.1.1.1", "route_pattern": ROUTE, "path": account(i)}));
+        }
+        let m = kit.eval(
+            &json!({"event_type": "http.response.server_error", "srcip": "1.1.1.1",
+                                 "route": ROUTE, "path": account(3)}),
+        );
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn window_expiry_drops_old_rows() {
+        let kit = Kit::new(&[
+            json!({"builtin": "resource_enumeration", "threshold": 3, "window_seconds": 60}),
+        ]);
+        kit.eval(&hit("1.1.1.1", ROUTE, &account(1)));
+        kit.clock.advance_secs(30.0);
+        kit.eval(&hit("1.1.1.1", ROUTE, &account(2)));
+        kit.clock.advance_secs(30.0);
+        // The row from t0 is exactly `window` old: outside (recorded_at > now - window).
+        assert!(kit.eval(&hit("1.1.1.1", ROUTE, &account(3))).is_empty());
+        assert_eq!(kit.eval(&hit("1.1.1.1", ROUTE, &account(4))).len(), 1);
+        kit.clock.advance_secs(61.0);
+        assert!(
+            kit.eval(&hit("1.1.1.1", ROUTE, &account(5))).is_empty(),
+            "everything older expired"
+        );
+    }
+
+    #[test]
+    fn events_without_route_or_path_are_ignored_and_not_recorded() {
+        let kit = Kit::new(&[json!({"builtin": "resource_enumeration", "threshold": 2})]);
+        let no_route =
+            json!({"event_type": "http.response.success", "srcip": "1.1.1.1", "url.path": "/a"});
+        let no_path =
+            json!({"event_type": "http.response.success", "srcip": "1.1.1.1", "http.route": ROUTE});
+        for _ in 0..3 {
+            assert!(kit.eval(&no_route).is_empty());
+            assert!(kit.eval(&no_path).is_empty());
+        }
+        assert!(kit.eval(&hit("1.1.1.1", ROUTE, &account(1))).is_empty());
+        assert_eq!(kit.eval(&hit("1.1.1.1", ROUTE, &account(2))).len(), 1);
+    }
+
+    #[test]
+    fn history_context_decision_and_attributes() {
+        let kit = Kit::new(&[
+            json!({"builtin": "resource_enumeration", "threshold": 250, "window_seconds": 120,
+                                    "decision": "temp_block"}),
+        ]);
+        let rule = kit.engine.rules().next().unwrap().clone();
+        let ctx = rule.history_context().unwrap();
+        assert!(ctx.scopes.contains("ip") && ctx.scopes.len() == 1);
+        assert_eq!(ctx.window_seconds, 120.0);
+        assert_eq!(ctx.max_events, 250);
+        assert_eq!(ctx.event_types.as_ref().unwrap().len(), 4);
+
+        let kit = Kit::new(&[
+            json!({"builtin": "resource_enumeration", "threshold": 1, "decision": "temp_block"}),
+        ]);
+        let m = kit.eval(&hit("1.1.1.1", ROUTE, &account(1)));
+        assert_eq!(m[0].decision, Some(ActionKind::TempBlock));
+        let rows = kit.engine.history().query(
+            &crate::scope::ScopeKey::new("ip", "1.1.1.1"),
+            0.0,
+            None,
+            10,
+        );
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0]["rule_attrs"]["resource_enumeration"],
+            json!({"route": ROUTE, "path": "/api/accounts/1/"})
+        );
     }
 }

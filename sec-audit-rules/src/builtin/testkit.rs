@@ -23,7 +23,10 @@ impl Kit {
             let table = t.as_object().cloned().expect("test table is an object");
             b = b.rule(super::build(&table).expect("test rule builds"));
         }
-        Kit { clock, engine: b.build().expect("test engine builds") }
+        Kit {
+            clock,
+            engine: b.build().expect("test engine builds"),
+        }
     }
 
     pub fn event(v: &Value) -> AuditEvent {
@@ -33,11 +36,15 @@ impl Kit {
 
     /// Egress evaluation.
     pub fn eval(&self, v: &Value) -> Vec<Match> {
-        self.engine.evaluate(&Self::event(v), false).expect("fail-open engine never errors")
+        self.engine
+            .evaluate(&Self::event(v), false)
+            .expect("fail-open engine never errors")
     }
 
     /// Ingress (enforcement-only) evaluation.
     pub fn ingress(&self, v: &Value) -> Vec<Match> {
-        self.engine.evaluate(&Self::event(v), true).expect("fail-open engine never errors")
+        self.engine
+            .evaluate(&Self::event(v), true)
+            .expect("fail-open engine never errors")
     }
 }
