@@ -144,16 +144,25 @@ mod tests {
     #[test]
     fn untrusted_peer_with_spoofed_xff_is_the_client() {
         let r = ClientIpResolver::new(["10.0.0.0/8"], Some(1)).unwrap();
-        assert_eq!(r.resolve("203.0.113.5", Some("198.51.100.7")), ip("203.0.113.5"));
+        assert_eq!(
+            r.resolve("203.0.113.5", Some("198.51.100.7")),
+            ip("203.0.113.5")
+        );
     }
 
     #[test]
     fn trusted_peer_takes_the_nth_entry_from_the_right() {
         let r = ClientIpResolver::new(["10.0.0.0/8"], Some(1)).unwrap();
         // The attacker prepended a fake hop; the proxy appended the real one.
-        assert_eq!(r.resolve("10.0.0.2", Some("6.6.6.6, 198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(
+            r.resolve("10.0.0.2", Some("6.6.6.6, 198.51.100.7")),
+            ip("198.51.100.7")
+        );
         let r2 = ClientIpResolver::new(["10.0.0.0/8"], Some(2)).unwrap();
-        assert_eq!(r2.resolve("10.0.0.2", Some("6.6.6.6, 198.51.100.7, 10.1.1.1")), ip("198.51.100.7"));
+        assert_eq!(
+            r2.resolve("10.0.0.2", Some("6.6.6.6, 198.51.100.7, 10.1.1.1")),
+            ip("198.51.100.7")
+        );
     }
 
     #[test]
@@ -161,13 +170,19 @@ mod tests {
         let r = ClientIpResolver::new(["10.0.0.0/8"], Some(3)).unwrap();
         // 198.51.100.7 connected directly to a trusted proxy; what is left of
         // it is whatever it claimed.
-        assert_eq!(r.resolve("10.0.0.2", Some("1.1.1.1, 6.6.6.6, 198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(
+            r.resolve("10.0.0.2", Some("1.1.1.1, 6.6.6.6, 198.51.100.7")),
+            ip("198.51.100.7")
+        );
     }
 
     #[test]
     fn short_chain_takes_the_leftmost_believed_entry() {
         let r = ClientIpResolver::new(["10.0.0.0/8"], Some(2)).unwrap();
-        assert_eq!(r.resolve("10.0.0.2", Some("198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(
+            r.resolve("10.0.0.2", Some("198.51.100.7")),
+            ip("198.51.100.7")
+        );
         assert_eq!(r.resolve("10.0.0.2", Some("")), ip("10.0.0.2"));
         assert_eq!(r.resolve("10.0.0.2", None), ip("10.0.0.2"));
     }
@@ -185,10 +200,22 @@ mod tests {
 
     #[test]
     fn configuration_must_be_both_or_neither() {
-        assert_eq!(ClientIpResolver::new(["10.0.0.0/8"], None).unwrap_err(), TrustedProxyError::Incomplete);
-        assert_eq!(ClientIpResolver::new([] as [&str; 0], Some(1)).unwrap_err(), TrustedProxyError::Incomplete);
-        assert_eq!(ClientIpResolver::new(["10.0.0.0/8"], Some(0)).unwrap_err(), TrustedProxyError::ZeroCount);
-        assert!(matches!(ClientIpResolver::new(["10.0.0.0/33"], Some(1)), Err(TrustedProxyError::BadCidr(_))));
+        assert_eq!(
+            ClientIpResolver::new(["10.0.0.0/8"], None).unwrap_err(),
+            TrustedProxyError::Incomplete
+        );
+        assert_eq!(
+            ClientIpResolver::new([] as [&str; 0], Some(1)).unwrap_err(),
+            TrustedProxyError::Incomplete
+        );
+        assert_eq!(
+            ClientIpResolver::new(["10.0.0.0/8"], Some(0)).unwrap_err(),
+            TrustedProxyError::ZeroCount
+        );
+        assert!(matches!(
+            ClientIpResolver::new(["10.0.0.0/33"], Some(1)),
+            Err(TrustedProxyError::BadCidr(_))
+        ));
         assert!(ClientIpResolver::new(["192.0.2.1", "2001:db8::/32"], Some(1)).is_ok());
     }
 

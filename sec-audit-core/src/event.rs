@@ -276,9 +276,11 @@ mod tests {
 
     #[test]
     fn otel_keys_fill_empty_raw_aliases_but_explicit_raw_wins() {
-        let e = ev(json!({"event_type": "x", "source.address": "1.2.3.4", "srcip": "",
+        let e = ev(
+            json!({"event_type": "x", "source.address": "1.2.3.4", "srcip": "",
                           "user.id": 7, "user_id": "explicit", "http.route": "/a/{id}",
-                          "session.id": "s1", "http.route_name": "a-detail"}));
+                          "session.id": "s1", "http.route_name": "a-detail"}),
+        );
         assert_eq!(e.srcip(), "1.2.3.4");
         assert_eq!(e.user_id(), "explicit");
         assert_eq!(e.session_id(), "s1");
@@ -295,8 +297,10 @@ mod tests {
 
     #[test]
     fn field_prefers_flat_then_nested_and_null_is_absent() {
-        let e = ev(json!({"event_type": "x", "a.b": 1, "a": {"b": 2, "c": {"d": "deep"}},
-                          "n": null, "x": {"y": null}}));
+        let e = ev(
+            json!({"event_type": "x", "a.b": 1, "a": {"b": 2, "c": {"d": "deep"}},
+                          "n": null, "x": {"y": null}}),
+        );
         assert_eq!(e.field("a.b"), Some(&json!(1)));
         assert_eq!(e.field("a.c.d"), Some(&json!("deep")));
         assert_eq!(e.field("n"), None);
@@ -309,16 +313,20 @@ mod tests {
 
     #[test]
     fn typed_accessors_accept_either_form_and_never_fail() {
-        let e = ev(json!({"event_type": "x", "status": "404", "method": "GET", "path": "/p",
-                          "url": "http://h/p", "route_pattern": "/r/{id}", "body": {"amount": 1}}));
+        let e = ev(
+            json!({"event_type": "x", "status": "404", "method": "GET", "path": "/p",
+                          "url": "http://h/p", "route_pattern": "/r/{id}", "body": {"amount": 1}}),
+        );
         assert_eq!(e.status_code(), 404);
         assert_eq!(e.method(), "GET");
         assert_eq!(e.path(), "/p");
         assert_eq!(e.url(), "http://h/p");
         assert_eq!(e.route_pattern(), "/r/{id}");
         assert!(e.body().is_some());
-        let odd = ev(json!({"event_type": "x", "http.response.status_code": {"no": 1},
-                            "url.path": 5, "request.body": "text"}));
+        let odd = ev(
+            json!({"event_type": "x", "http.response.status_code": {"no": 1},
+                            "url.path": 5, "request.body": "text"}),
+        );
         assert_eq!(odd.status_code(), 0);
         assert_eq!(odd.path(), "5");
         assert!(odd.body().is_none());
@@ -340,9 +348,18 @@ mod tests {
         assert!(matches!(parse_line("{"), Err(EventError::InvalidJson(_))));
         assert_eq!(parse_line("[1,2]"), Err(EventError::NotAnObject));
         assert_eq!(parse_line("\"s\""), Err(EventError::NotAnObject));
-        assert_eq!(parse_line(r#"{"attributes": 3}"#), Err(EventError::AttributesNotAnObject));
-        assert_eq!(parse_line(r#"{"attributes": {"event_type": ""}}"#), Err(EventError::MissingEventType));
-        assert_eq!(parse_line(r#"{"event_type": 5}"#), Err(EventError::MissingEventType));
+        assert_eq!(
+            parse_line(r#"{"attributes": 3}"#),
+            Err(EventError::AttributesNotAnObject)
+        );
+        assert_eq!(
+            parse_line(r#"{"attributes": {"event_type": ""}}"#),
+            Err(EventError::MissingEventType)
+        );
+        assert_eq!(
+            parse_line(r#"{"event_type": 5}"#),
+            Err(EventError::MissingEventType)
+        );
         let p = parse_line(r#"{"event_type": "x", "timestamp": "12"}"#).unwrap();
         assert_eq!(p.timestamp_ns, None);
     }
@@ -354,9 +371,11 @@ mod tests {
         for _ in 0..200 {
             deep = json!({ "k": deep });
         }
-        let e = ev(json!({"event_type": "http.response.success", "source.address": "not-an-ip",
+        let e = ev(
+            json!({"event_type": "http.response.success", "source.address": "not-an-ip",
                           "url.path": long, "nested": deep, "user.name": "üser☃",
-                          "http.response.status_code": "NaN"}));
+                          "http.response.status_code": "NaN"}),
+        );
         assert_eq!(e.srcip(), "not-an-ip");
         assert_eq!(e.path().len(), 5001);
         assert_eq!(e.status_code(), 0);

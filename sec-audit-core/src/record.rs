@@ -148,13 +148,20 @@ fn bound_value(value: &mut Value, depth: usize, b: &RecordBounds) {
     }
 }
 
+/// Top-level attributes exempt from key-based scrubbing: `session.id` is the
+/// audit session id (never the raw session cookie, events.md), which a
+/// `sessionid` entry of the sensitive list would otherwise redact. Value
+/// regexes still apply below the top level.
+pub const EXEMPT_ATTRIBUTES: [&str; 1] = ["session.id"];
+
 /// Scrubs and bounds attributes: at most `max_attributes` entries (the
 /// `event_type` and `schema_version` attributes are always kept), values
 /// bounded in depth, entries and string length. Null and empty-string
 /// attributes are left out.
 pub fn project_attributes(attrs: &mut Map<String, Value>, scrubber: &Scrubber, b: &RecordBounds) {
-    attrs.retain(|_, v| !matches!(v, Value::Null) && !matches!(v, Value::String(s) if s.is_empty()));
-    scrubber.scrub_map(attrs);
+    attrs
+        .retain(|_, v| !matches!(v, Value::Null) && !matches!(v, Value::String(s) if s.is_empty()));
+    scrubber.scrub_map_except(attrs, &EXEMPT_ATTRIBUTES);
     if attrs.len() > b.max_attributes {
         let mut kept = 0usize;
         let reserved = ["event_type", "schema_version"]
@@ -195,12 +202,10 @@ impl LogRecord {
     fn malformed(&self, reason: &str) -> String {
         let mut attrs = Map::new();
         attrs.insert("event_type".into(), Value::String(MALFORMED_RECORD.into()));
-        if let Some(v) = self.attributes.get("schema_version") {
-            if let Value::String(s) = v {
-                let mut s = s.clone();
-                cut_string(&mut s, 64);
-                attrs.insert("schema_version".into(), Value::String(s));
-            }
+        if let Some(Value::String(s)) = self.attributes.get("schema_version") {
+            let mut s = s.clone();
+            cut_string(&mut s, 64);
+            attrs.insert("schema_version".into(), Value::String(s));
         }
         let mut original = self.body.clone();
         cut_string(&mut original, 256);
@@ -324,8 +329,10 @@ mod tests {
 
     #[test]
     fn record_shape_matches_the_contract() {
-        let r = record(json!({"event_type": "audit.enforcement.block_applied", "schema_version": "1.0",
-                              "scope.type": "ip", "empty": "", "none": null}));
+        let r = record(
+            json!({"event_type": "audit.enforcement.block_applied", "schema_version": "1.0",
+                              "scope.type": "ip", "empty": "", "none": null}),
+        );
         let line = r.to_json_line(&Scrubber::default(), &RecordBounds::default());
         assert!(!line.contains('\n'));
         let v: Value = serde_json::from_str(&line).unwrap();
@@ -335,9 +342,15 @@ mod tests {
         assert_eq!(v["body"], json!("audit.enforcement.block_applied"));
         assert_eq!(v["event_name"], json!("audit.enforcement.block_applied"));
         assert_eq!(v["resource"], json!({"service.name": "sec-audit"}));
-        assert_eq!(v["instrumentation_scope"], json!({"name": "sec-audit-enforce", "version": "0.1.0"}));
-        assert_eq!(v["attributes"], json!({"event_type": "audit.enforcement.block_applied",
-                                           "schema_version": "1.0", "scope.type": "ip"}));
+        assert_eq!(
+            v["instrumentation_scope"],
+            json!({"name": "sec-audit-enforce", "version": "0.1.0"})
+        );
+        assert_eq!(
+            v["attributes"],
+            json!({"event_type": "audit.enforcement.block_applied",
+                                           "schema_version": "1.0", "scope.type": "ip"})
+        );
         assert!(v.get("trace_id").is_none());
         assert!(line.starts_with("{\"timestamp\":"));
     }
@@ -349,13 +362,18 @@ mod tests {
             deep = json!({ "k": deep });
         }
         let many: Map<String, Value> = (0..300).map(|i| (format!("k{i:03}"), json!(i))).collect();
-        let r = record(json!({"event_type": "e", "schema_version": "1.0", "password": "p",
+        let r = record(
+            json!({"event_type": "e", "schema_version": "1.0", "password": "p",
+                              "session.id": "audit-sess-1", "sessionid": "raw-cookie",
                               "long": "x".repeat(10_000), "deep": deep,
-                              "list": (0..500).collect::<Vec<_>>(), "many": many}));
+                              "list": (0..500).collect::<Vec<_>>(), "many": many}),
+        );
         let line = r.to_json_line(&Scrubber::default(), &RecordBounds::default());
         let v: Value = serde_json::from_str(&line).unwrap();
         let a = &v["attributes"];
         assert_eq!(a["password"], json!("[REDACTED]"));
+        assert_eq!(a["session.id"], json!("audit-sess-1"));
+        assert_eq!(a["sessionid"], json!("[REDACTED]"));
         assert_eq!(a["long"].as_str().unwrap().chars().count(), 4096);
         assert_eq!(a["list"].as_array().unwrap().len(), 100);
         assert_eq!(a["many"].as_object().unwrap().len(), 100);
@@ -371,11 +389,14 @@ mod tests {
 
     #[test]
     fn at_most_128_attributes_and_the_type_survives() {
-        let mut attrs: Map<String, Value> = (0..500).map(|i| (format!("a{i:03}"), json!(i))).collect();
+        let mut attrs: Map<String, Value> =
+            (0..500).map(|i| (format!("a{i:03}"), json!(i))).collect();
         attrs.insert("event_type".into(), json!("e"));
         attrs.insert("schema_version".into(), json!("1.0"));
         let r = record(Value::Object(attrs));
-        let v: Value = serde_json::from_str(&r.to_json_line(&Scrubber::default(), &RecordBounds::default())).unwrap();
+        let v: Value =
+            serde_json::from_str(&r.to_json_line(&Scrubber::default(), &RecordBounds::default()))
+                .unwrap();
         let a = v["attributes"].as_object().unwrap();
         assert_eq!(a.len(), 128);
         assert_eq!(a["event_type"], json!("e"));
@@ -386,14 +407,20 @@ mod tests {
     fn oversized_record_becomes_a_malformed_record() {
         let attrs: Map<String, Value> = (0..120)
             .map(|i| (format!("a{i:03}"), json!("é".repeat(4000))))
-            .chain([("event_type".to_string(), json!("e")), ("schema_version".to_string(), json!("1.0"))])
+            .chain([
+                ("event_type".to_string(), json!("e")),
+                ("schema_version".to_string(), json!("1.0")),
+            ])
             .collect();
         let r = record(Value::Object(attrs));
         let line = r.to_json_line(&Scrubber::default(), &RecordBounds::default());
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["body"], json!(MALFORMED_RECORD));
         assert_eq!(v["severity_text"], json!("ERROR"));
-        assert_eq!(v["attributes"]["original.event_type"], json!("audit.enforcement.block_applied"));
+        assert_eq!(
+            v["attributes"]["original.event_type"],
+            json!("audit.enforcement.block_applied")
+        );
         assert_eq!(v["attributes"]["schema_version"], json!("1.0"));
         assert!(line.len() < 1024);
     }

@@ -57,12 +57,13 @@ pub struct Scrubber {
 
 impl Default for Scrubber {
     fn default() -> Self {
-        Scrubber::new(DEFAULT_SENSITIVE, [] as [&str; 0], [] as [&str; 0])
-            .unwrap_or_else(|_| Scrubber {
+        Scrubber::new(DEFAULT_SENSITIVE, [] as [&str; 0], [] as [&str; 0]).unwrap_or_else(|_| {
+            Scrubber {
                 sensitive: Vec::new(),
                 allow: Vec::new(),
                 value_patterns: Vec::new(),
-            })
+            }
+        })
     }
 }
 
@@ -131,11 +132,7 @@ impl Scrubber {
         match value {
             Value::Object(map) => self.scrub_map(map),
             Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_value(v)),
-            Value::String(s) => {
-                if self.value_matches(s) {
-                    *s = REDACTED.to_string();
-                }
-            }
+            Value::String(s) if self.value_matches(s) => *s = REDACTED.to_string(),
             _ => {}
         }
     }
@@ -169,8 +166,18 @@ mod tests {
     #[test]
     fn keys_are_normalized_before_comparison() {
         let s = Scrubber::default();
-        for k in ["api_key", "API-Key", "apiKey", "X-Auth-Token", "user_password", "Set-Cookie",
-                  "sessionid", "session_id", "credit_card_number", "SSN"] {
+        for k in [
+            "api_key",
+            "API-Key",
+            "apiKey",
+            "X-Auth-Token",
+            "user_password",
+            "Set-Cookie",
+            "sessionid",
+            "session_id",
+            "credit_card_number",
+            "SSN",
+        ] {
             assert!(s.is_sensitive_key(k), "{k}");
         }
         for k in ["session", "user.id", "event_type", "path", "amount"] {
@@ -195,20 +202,31 @@ mod tests {
 
     #[test]
     fn recursion_through_objects_and_arrays_and_value_regexes() {
-        let s = Scrubber::new(DEFAULT_SENSITIVE, [] as [&str; 0], [r"^\d{4}-\d{4}-\d{4}-\d{4}$"]).unwrap();
+        let s = Scrubber::new(
+            DEFAULT_SENSITIVE,
+            [] as [&str; 0],
+            [r"^\d{4}-\d{4}-\d{4}-\d{4}$"],
+        )
+        .unwrap();
         let mut v = json!({"user": {"password": "hunter2", "name": "bob",
                            "cards": ["1234-5678-9012-3456", "note"]},
                            "list": [{"Authorization": "Bearer x"}], "n": 5});
         s.scrub_value(&mut v);
-        assert_eq!(v, json!({"user": {"password": REDACTED, "name": "bob",
+        assert_eq!(
+            v,
+            json!({"user": {"password": REDACTED, "name": "bob",
                              "cards": [REDACTED, "note"]},
-                             "list": [{"Authorization": REDACTED}], "n": 5}));
+                             "list": [{"Authorization": REDACTED}], "n": 5})
+        );
     }
 
     #[test]
     fn exempt_keys_are_left_alone() {
         let s = Scrubber::default();
-        let mut m = json!({"session_id": "abc", "csrf_token": "t"}).as_object().cloned().unwrap();
+        let mut m = json!({"session_id": "abc", "csrf_token": "t"})
+            .as_object()
+            .cloned()
+            .unwrap();
         s.scrub_map_except(&mut m, &["session_id"]);
         assert_eq!(m["session_id"], json!("abc"));
         assert_eq!(m["csrf_token"], json!(REDACTED));

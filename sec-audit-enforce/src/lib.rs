@@ -1,1 +1,22 @@
-//! placeholder
+//! The enforcement runtime of sec-audit (enforcement.md): configuration,
+//! the runtime builder, the enforcer, the ingress check and egress,
+//! enforcement events, the block management API and the configuration
+//! check. With the `tower` feature, a layer that puts the ingress check in
+//! front of any tower service.
+
+pub mod check;
+pub mod config;
+pub mod enforcer;
+pub mod events;
+pub mod request;
+pub mod rules;
+pub mod runtime;
+pub mod stores;
+
+pub use check::{check, Finding, Level};
+pub use config::{Config, ConfigError, PluginEntry, RuleEntry};
+pub use enforcer::{Applied, Enforcer};
+pub use events::{EnforcementEvent, EventEmitter, EventType, Sink};
+pub use request::{DenyReason, IngressDecision, RequestView};
+pub use runtime::{BlockApiError, BuildError, ManualBlock, Runtime, RuntimeBuilder};
+pub use stores::Stores;

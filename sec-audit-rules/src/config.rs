@@ -235,9 +235,15 @@ mod tests {
         assert_eq!(p.non_negative("a", 0.0).unwrap(), 5.0);
         assert_eq!(p.non_negative("b", 0.0).unwrap(), 2.5);
         assert_eq!(p.non_negative("c", 0.0).unwrap(), 7.0);
-        assert!(matches!(p.non_negative("d", 0.0), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(
+            p.non_negative("d", 0.0),
+            Err(ConfigError::BadValue { .. })
+        ));
         let err = p.non_negative("e", 0.0).unwrap_err().to_string();
-        assert!(err.contains("rule `r`") && err.contains("`e`") && err.contains("negative"), "{err}");
+        assert!(
+            err.contains("rule `r`") && err.contains("`e`") && err.contains("negative"),
+            "{err}"
+        );
         assert!(p.non_negative("f", 0.0).is_err());
         assert_eq!(p.non_negative("absent", 3.0).unwrap(), 3.0);
     }
@@ -249,16 +255,25 @@ mod tests {
         p.non_negative("threshold", 1.0).unwrap();
         assert_eq!(
             p.finish().unwrap_err(),
-            ConfigError::UnknownParameter { rule: "x".into(), key: "treshold".into() }
+            ConfigError::UnknownParameter {
+                rule: "x".into(),
+                key: "treshold".into()
+            }
         );
     }
 
     #[test]
     fn regexes_severity_decision_and_seconds() {
-        let t = table(json!({"paths": ["(bad"], "severity": 11, "decision": "explode",
-                             "window_seconds": 0.5, "ttl": 0}));
+        let t = table(
+            json!({"paths": ["(bad"], "severity": 11, "decision": "explode",
+                             "window_seconds": 0.5, "ttl": 0}),
+        );
         let p = Params::new("x", &t, &[]);
-        assert!(p.regex_list("paths", &[]).unwrap_err().to_string().contains("invalid regex"));
+        assert!(p
+            .regex_list("paths", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("invalid regex"));
         assert!(p.severity(5).is_err());
         assert!(p.decision(None).is_err());
         assert_eq!(p.seconds("window_seconds", 300).unwrap(), 1);

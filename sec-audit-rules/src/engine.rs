@@ -155,10 +155,16 @@ impl EngineBuilder {
             }
             let severity = rule.severity();
             if !(1..=10).contains(&severity) {
-                return Err(EngineError::BadSeverity { rule: name, severity });
+                return Err(EngineError::BadSeverity {
+                    rule: name,
+                    severity,
+                });
             }
             if let Some(ctx) = rule.history_context() {
-                let bad = |reason: String| EngineError::BadHistoryContext { rule: name.clone(), reason };
+                let bad = |reason: String| EngineError::BadHistoryContext {
+                    rule: name.clone(),
+                    reason,
+                };
                 if !(ctx.window_seconds > 0.0 && ctx.window_seconds.is_finite()) {
                     return Err(bad("window_seconds must be > 0".into()));
                 }
@@ -173,6 +179,9 @@ impl EngineBuilder {
                     max_events_per_key: self.options.max_events_per_key,
                 });
                 r.window_seconds = r.window_seconds.max(ctx.window_seconds);
+                // A rule that asks for more rows than the default keeps must
+                // get them, or a high threshold could never be reached.
+                r.max_events_per_key = r.max_events_per_key.max(ctx.max_events);
             }
             registered.push(Registered {
                 event_types: rule.event_types().to_vec(),
@@ -262,7 +271,11 @@ impl Engine {
     /// Evaluates every applicable rule on `event`. With `enforcement_only`,
     /// only `safe_for_enforcement` rules run and nothing is appended to
     /// history.
-    pub fn evaluate(&self, event: &AuditEvent, enforcement_only: bool) -> Result<Vec<Match>, EngineError> {
+    pub fn evaluate(
+        &self,
+        event: &AuditEvent,
+        enforcement_only: bool,
+    ) -> Result<Vec<Match>, EngineError> {
         let event_type = event.event_type();
         if IGNORED_PREFIXES.iter().any(|p| event_type.starts_with(p)) {
             return Ok(Vec::new());
@@ -277,7 +290,10 @@ impl Engine {
         let (keys, summary) = match prepared {
             Ok(p) => p,
             Err(_) => {
-                tracing::error!(event_type, "building the event summary or scope keys panicked");
+                tracing::error!(
+                    event_type,
+                    "building the event summary or scope keys panicked"
+                );
                 return if self.options.fail_open {
                     Ok(Vec::new())
                 } else {
@@ -298,7 +314,12 @@ impl Engine {
             let ctx = RuleContext {
                 now,
                 counters: self.counters.as_ref(),
-                history: HistoryReader::new(self.history.as_ref(), &keys, r.rule.history_context(), now),
+                history: HistoryReader::new(
+                    self.history.as_ref(),
+                    &keys,
+                    r.rule.history_context(),
+                    now,
+                ),
                 config: &r.config,
             };
             let outcome = catch_unwind(AssertUnwindSafe(|| r.rule.evaluate(event, &ctx)))

@@ -63,7 +63,9 @@ impl<'a> HistoryReader<'a> {
             .window_seconds
             .filter(|w| *w > 0.0)
             .map_or(ctx.window_seconds, |w| w.min(ctx.window_seconds));
-        let since = q.since.map_or(self.now - window, |s| s.max(self.now - window));
+        let since = q
+            .since
+            .map_or(self.now - window, |s| s.max(self.now - window));
         let limit = q.limit.map_or(ctx.max_events, |l| l.min(ctx.max_events));
         let owned_types: Vec<String>;
         let types: Option<&[String]> = match (ctx.event_types.as_deref(), q.event_types) {
@@ -101,7 +103,9 @@ impl<'a> HistoryReader<'a> {
 }
 
 fn recorded_at(row: &HistoryRow) -> f64 {
-    row.get("recorded_at").and_then(|v| v.as_f64()).unwrap_or(0.0)
+    row.get("recorded_at")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
@@ -122,7 +126,10 @@ mod tests {
         let h = MemoryHistory::new();
         let ip = ScopeKey::new("ip", "1.1.1.1");
         let user = ScopeKey::new("user", "u");
-        let ret = HistoryRetention { window_seconds: 10_000.0, max_events_per_key: 1000 };
+        let ret = HistoryRetention {
+            window_seconds: 10_000.0,
+            max_events_per_key: 1000,
+        };
         for i in 0..50 {
             let t = 1000.0 + i as f64 * 10.0;
             let ty = if i % 2 == 0 { "a" } else { "b" };
@@ -136,17 +143,29 @@ mod tests {
         let (h, keys) = fixture();
         let ctx = HistoryContext::new(["ip"]);
         let r = HistoryReader::new(&h, &keys, Some(&ctx), 1500.0);
-        assert_eq!(r.events("user", &HistoryQuery::default()), Err(RuleError::UndeclaredScope("user".into())));
+        assert_eq!(
+            r.events("user", &HistoryQuery::default()),
+            Err(RuleError::UndeclaredScope("user".into()))
+        );
         let r = HistoryReader::new(&h, &keys, None, 1500.0);
-        assert_eq!(r.count("ip", &HistoryQuery::default()), Err(RuleError::NoHistoryContext));
-        assert_eq!(HistoryReader::none(0.0).count("ip", &HistoryQuery::default()), Err(RuleError::NoHistoryContext));
+        assert_eq!(
+            r.count("ip", &HistoryQuery::default()),
+            Err(RuleError::NoHistoryContext)
+        );
+        assert_eq!(
+            HistoryReader::none(0.0).count("ip", &HistoryQuery::default()),
+            Err(RuleError::NoHistoryContext)
+        );
     }
 
     #[test]
     fn window_limit_and_types_are_capped_by_the_declared_context() {
         let (h, keys) = fixture();
         // Rows at 1000..=1490 step 10; now = 1500.
-        let ctx = HistoryContext::new(["ip"]).window_seconds(100.0).max_events(3).event_types(["a"]);
+        let ctx = HistoryContext::new(["ip"])
+            .window_seconds(100.0)
+            .max_events(3)
+            .event_types(["a"]);
         let r = HistoryReader::new(&h, &keys, Some(&ctx), 1500.0);
         let rows = r.events("ip", &HistoryQuery::default()).unwrap();
         // Type-a rows newer than 1400 are 1420..1480 (four); the limit caps at 3.
@@ -154,15 +173,28 @@ mod tests {
         assert!(rows.iter().all(|r| r["event_type"] == json!("a")));
         assert_eq!(rows[0]["recorded_at"], json!(1480.0));
         // A wider window or larger limit asked for is capped by the context.
-        let wide = HistoryQuery { window_seconds: Some(10_000.0), limit: Some(1000), ..Default::default() };
+        let wide = HistoryQuery {
+            window_seconds: Some(10_000.0),
+            limit: Some(1000),
+            ..Default::default()
+        };
         assert_eq!(r.count("ip", &wide).unwrap(), 3);
-        let narrow = HistoryQuery { window_seconds: Some(40.0), ..Default::default() };
+        let narrow = HistoryQuery {
+            window_seconds: Some(40.0),
+            ..Default::default()
+        };
         // since = 1460 and rows must be strictly newer: only 1480.
         assert_eq!(r.count("ip", &narrow).unwrap(), 1);
         let types_b = ["b".to_string()];
-        let q = HistoryQuery { event_types: Some(&types_b), ..Default::default() };
+        let q = HistoryQuery {
+            event_types: Some(&types_b),
+            ..Default::default()
+        };
         assert_eq!(r.count("ip", &q).unwrap(), 0);
-        let since = HistoryQuery { since: Some(1470.0), ..Default::default() };
+        let since = HistoryQuery {
+            since: Some(1470.0),
+            ..Default::default()
+        };
         assert_eq!(r.count("ip", &since).unwrap(), 1);
     }
 }

@@ -78,8 +78,12 @@ impl ActionSpec {
 /// The built-in default action of a built-in rule name, if it has one.
 pub fn builtin_default(rule_name: &str) -> Option<ActionSpec> {
     match rule_name {
-        "brute_force_login" | "login_throttle" | "repeated_client_error" | "repeated_route"
-        | "request_body_threshold" | "suspicious_proxy_header" => {
+        "brute_force_login"
+        | "login_throttle"
+        | "repeated_client_error"
+        | "repeated_route"
+        | "request_body_threshold"
+        | "suspicious_proxy_header" => {
             Some(ActionSpec::action(ActionKind::TempBlock).with_scopes(["ip"]))
         }
         "sensitive_field_change" => {
@@ -178,18 +182,45 @@ impl ActionPolicy {
     pub fn resolve(&self, m: &Match) -> ResolvedAction {
         if let Some((spec, scopes_explicit)) = self.entry(&m.rule_name) {
             if let Some(kind) = spec.action {
-                return self.finish(m, kind, spec.scopes, scopes_explicit, spec.ttl, spec.status_code, spec.message, ResolvedBy::RuleActions);
+                return self.finish(
+                    m,
+                    kind,
+                    spec.scopes,
+                    scopes_explicit,
+                    spec.ttl,
+                    spec.status_code,
+                    spec.message,
+                    ResolvedBy::RuleActions,
+                );
             }
         }
         if let Some(ttl) = self.block_rules.get(&m.rule_name) {
-            return self.finish(m, ActionKind::TempBlock, None, false, Some(*ttl), None, None, ResolvedBy::BlockRules);
+            return self.finish(
+                m,
+                ActionKind::TempBlock,
+                None,
+                false,
+                Some(*ttl),
+                None,
+                None,
+                ResolvedBy::BlockRules,
+            );
         }
         if !self.plugin_rules.contains(&m.rule_name) {
             if let Some(kind) = m.decision {
                 return self.finish(m, kind, None, false, None, None, None, ResolvedBy::Decision);
             }
         }
-        self.finish(m, ActionKind::Observe, None, false, None, None, None, ResolvedBy::Default)
+        self.finish(
+            m,
+            ActionKind::Observe,
+            None,
+            false,
+            None,
+            None,
+            None,
+            ResolvedBy::Default,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -215,14 +246,18 @@ impl ActionPolicy {
             },
         };
         let mut scopes = scopes.unwrap_or_else(|| vec!["ip".to_string()]);
-        if effect == Effect::PermanentBlock && !scopes_explicit && scopes.iter().any(|s| s == "ip") {
+        if effect == Effect::PermanentBlock && !scopes_explicit && scopes.iter().any(|s| s == "ip")
+        {
             // A permanent ban on an IP locks out everyone behind a shared NAT:
             // never a default, only an explicit operator choice.
             tracing::warn!(
                 rule = %m.rule_name,
                 "permanent block without configured scopes: using user and session, never ip"
             );
-            scopes = PERMANENT_DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect();
+            scopes = PERMANENT_DEFAULT_SCOPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         }
         let ttl = match effect {
             Effect::TempBlock => Some(
@@ -282,8 +317,15 @@ mod tests {
 
     fn policy_with_builtins() -> ActionPolicy {
         ActionPolicy {
-            builtin_rules: ["brute_force_login", "sensitive_field_change", "resource_enumeration", "login_throttle"]
-                .iter().map(|s| s.to_string()).collect(),
+            builtin_rules: [
+                "brute_force_login",
+                "sensitive_field_change",
+                "resource_enumeration",
+                "login_throttle",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
             ..Default::default()
         }
     }
@@ -292,48 +334,121 @@ mod tests {
     fn builtin_defaults_apply_only_to_registered_builtins() {
         let p = policy_with_builtins();
         let a = p.resolve(&m("brute_force_login", 8, None, json!({})));
-        assert_eq!((a.effect, a.scopes.clone(), a.ttl), (Effect::TempBlock, vec!["ip".to_string()], Some(300)));
+        assert_eq!(
+            (a.effect, a.scopes.clone(), a.ttl),
+            (Effect::TempBlock, vec!["ip".to_string()], Some(300))
+        );
         let a = p.resolve(&m("sensitive_field_change", 7, None, json!({})));
-        assert_eq!((a.effect, a.scopes), (Effect::PermanentBlock, vec!["user".to_string(), "session".to_string()]));
-        assert_eq!(p.resolve(&m("resource_enumeration", 7, None, json!({}))).effect, Effect::Observe);
+        assert_eq!(
+            (a.effect, a.scopes),
+            (
+                Effect::PermanentBlock,
+                vec!["user".to_string(), "session".to_string()]
+            )
+        );
+        assert_eq!(
+            p.resolve(&m("resource_enumeration", 7, None, json!({})))
+                .effect,
+            Effect::Observe
+        );
         // Not registered as a built-in: no default.
         let empty = ActionPolicy::default();
-        assert_eq!(empty.resolve(&m("brute_force_login", 8, None, json!({}))).effect, Effect::Observe);
+        assert_eq!(
+            empty
+                .resolve(&m("brute_force_login", 8, None, json!({})))
+                .effect,
+            Effect::Observe
+        );
     }
 
     #[test]
     fn user_table_merges_over_the_default() {
         let mut p = policy_with_builtins();
-        p.rule_actions.insert("brute_force_login".into(), ActionSpec { ttl: Some(60), status_code: Some(403), ..Default::default() });
+        p.rule_actions.insert(
+            "brute_force_login".into(),
+            ActionSpec {
+                ttl: Some(60),
+                status_code: Some(403),
+                ..Default::default()
+            },
+        );
         let a = p.resolve(&m("brute_force_login", 8, None, json!({})));
-        assert_eq!((a.effect, a.ttl, a.status_code), (Effect::TempBlock, Some(60), Some(403)));
+        assert_eq!(
+            (a.effect, a.ttl, a.status_code),
+            (Effect::TempBlock, Some(60), Some(403))
+        );
         assert_eq!(a.scopes, vec!["ip".to_string()]);
-        p.rule_actions.insert("brute_force_login".into(), ActionSpec::action(ActionKind::Alert));
-        assert_eq!(p.resolve(&m("brute_force_login", 8, None, json!({}))).effect, Effect::Alert);
+        p.rule_actions.insert(
+            "brute_force_login".into(),
+            ActionSpec::action(ActionKind::Alert),
+        );
+        assert_eq!(
+            p.resolve(&m("brute_force_login", 8, None, json!({})))
+                .effect,
+            Effect::Alert
+        );
     }
 
     #[test]
     fn block_rules_ttl_is_honoured_for_builtins_unlike_the_python_original() {
         let mut p = policy_with_builtins();
         p.block_rules.insert("brute_force_login".into(), 42);
-        assert_eq!(p.resolve(&m("brute_force_login", 8, None, json!({}))).ttl, Some(42));
+        assert_eq!(
+            p.resolve(&m("brute_force_login", 8, None, json!({}))).ttl,
+            Some(42)
+        );
         // The action's own ttl beats block_rules.
-        p.rule_actions.insert("brute_force_login".into(), ActionSpec { ttl: Some(7), ..Default::default() });
-        assert_eq!(p.resolve(&m("brute_force_login", 8, None, json!({}))).ttl, Some(7));
+        p.rule_actions.insert(
+            "brute_force_login".into(),
+            ActionSpec {
+                ttl: Some(7),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            p.resolve(&m("brute_force_login", 8, None, json!({}))).ttl,
+            Some(7)
+        );
     }
 
     #[test]
     fn ttl_precedence_metadata_then_default() {
-        let mut p = ActionPolicy { default_temp_ttl: 99, ..Default::default() };
-        let a = p.resolve(&m("custom", 5, Some(ActionKind::TempBlock), json!({"block_ttl": 30})));
+        let mut p = ActionPolicy {
+            default_temp_ttl: 99,
+            ..Default::default()
+        };
+        let a = p.resolve(&m(
+            "custom",
+            5,
+            Some(ActionKind::TempBlock),
+            json!({"block_ttl": 30}),
+        ));
         assert_eq!(a.ttl, Some(30));
-        let a = p.resolve(&m("custom", 5, Some(ActionKind::TempBlock), json!({"ttl": "12"})));
+        let a = p.resolve(&m(
+            "custom",
+            5,
+            Some(ActionKind::TempBlock),
+            json!({"ttl": "12"}),
+        ));
         assert_eq!(a.ttl, Some(12));
-        let a = p.resolve(&m("custom", 5, Some(ActionKind::TempBlock), json!({"ttl": -5})));
+        let a = p.resolve(&m(
+            "custom",
+            5,
+            Some(ActionKind::TempBlock),
+            json!({"ttl": -5}),
+        ));
         assert_eq!(a.ttl, Some(99));
         p.block_rules.insert("custom".into(), 20);
-        let a = p.resolve(&m("custom", 5, Some(ActionKind::PersistBlock), json!({"block_ttl": 30})));
-        assert_eq!((a.effect, a.ttl, a.resolved_by), (Effect::TempBlock, Some(20), ResolvedBy::BlockRules));
+        let a = p.resolve(&m(
+            "custom",
+            5,
+            Some(ActionKind::PersistBlock),
+            json!({"block_ttl": 30}),
+        ));
+        assert_eq!(
+            (a.effect, a.ttl, a.resolved_by),
+            (Effect::TempBlock, Some(20), ResolvedBy::BlockRules)
+        );
     }
 
     #[test]
@@ -348,40 +463,81 @@ mod tests {
     #[test]
     fn block_severity_gate() {
         let mut p = ActionPolicy::default();
-        assert_eq!(p.resolve(&m("c", 9, Some(ActionKind::Block), json!({}))).effect, Effect::TempBlock);
+        assert_eq!(
+            p.resolve(&m("c", 9, Some(ActionKind::Block), json!({})))
+                .effect,
+            Effect::TempBlock
+        );
         p.block_severity = Some(8);
         let a = p.resolve(&m("c", 8, Some(ActionKind::Block), json!({})));
         assert_eq!(a.effect, Effect::PermanentBlock);
         assert!(!a.scopes.contains(&"ip".to_string()));
-        assert_eq!(p.resolve(&m("c", 7, Some(ActionKind::Block), json!({}))).effect, Effect::TempBlock);
+        assert_eq!(
+            p.resolve(&m("c", 7, Some(ActionKind::Block), json!({})))
+                .effect,
+            Effect::TempBlock
+        );
         // A string override merged over an ip default does not make a permanent ip ban.
         let mut p = policy_with_builtins();
-        p.rule_actions.insert("brute_force_login".into(), ActionSpec::action(ActionKind::PersistBlock));
-        assert_eq!(p.resolve(&m("brute_force_login", 8, None, json!({}))).scopes, vec!["user".to_string(), "session".to_string()]);
+        p.rule_actions.insert(
+            "brute_force_login".into(),
+            ActionSpec::action(ActionKind::PersistBlock),
+        );
+        assert_eq!(
+            p.resolve(&m("brute_force_login", 8, None, json!({})))
+                .scopes,
+            vec!["user".to_string(), "session".to_string()]
+        );
         // An explicit operator choice may.
-        p.rule_actions.insert("brute_force_login".into(), ActionSpec::action(ActionKind::PersistBlock).with_scopes(["ip"]));
-        assert_eq!(p.resolve(&m("brute_force_login", 8, None, json!({}))).scopes, vec!["ip".to_string()]);
+        p.rule_actions.insert(
+            "brute_force_login".into(),
+            ActionSpec::action(ActionKind::PersistBlock).with_scopes(["ip"]),
+        );
+        assert_eq!(
+            p.resolve(&m("brute_force_login", 8, None, json!({})))
+                .scopes,
+            vec!["ip".to_string()]
+        );
     }
 
     #[test]
     fn plugin_decisions_are_ignored_until_mapped() {
         let mut p = ActionPolicy::default();
         p.plugin_rules.insert("plug".into());
-        assert_eq!(p.resolve(&m("plug", 9, Some(ActionKind::TempBlock), json!({}))).effect, Effect::Observe);
-        p.rule_actions.insert("plug".into(), ActionSpec::action(ActionKind::TempBlock));
-        assert_eq!(p.resolve(&m("plug", 9, None, json!({}))).effect, Effect::TempBlock);
+        assert_eq!(
+            p.resolve(&m("plug", 9, Some(ActionKind::TempBlock), json!({})))
+                .effect,
+            Effect::Observe
+        );
+        p.rule_actions
+            .insert("plug".into(), ActionSpec::action(ActionKind::TempBlock));
+        assert_eq!(
+            p.resolve(&m("plug", 9, None, json!({}))).effect,
+            Effect::TempBlock
+        );
         // A plugin claiming a built-in name gets no built-in default.
         p.plugin_rules.insert("brute_force_login".into());
-        assert_eq!(p.resolve(&m("brute_force_login", 8, None, json!({}))).effect, Effect::Observe);
+        assert_eq!(
+            p.resolve(&m("brute_force_login", 8, None, json!({})))
+                .effect,
+            Effect::Observe
+        );
     }
 
     #[test]
     fn unknown_and_observe_default() {
         let p = ActionPolicy::default();
         let a = p.resolve(&m("x", 3, None, json!({})));
-        assert_eq!((a.effect, a.resolved_by), (Effect::Observe, ResolvedBy::Default));
+        assert_eq!(
+            (a.effect, a.resolved_by),
+            (Effect::Observe, ResolvedBy::Default)
+        );
         assert_eq!(ActionKind::parse("temp_block"), Some(ActionKind::TempBlock));
         assert_eq!(ActionKind::parse("ban"), None);
-        assert_eq!(p.resolve(&m("x", 3, Some(ActionKind::Alert), json!({}))).effect, Effect::Alert);
+        assert_eq!(
+            p.resolve(&m("x", 3, Some(ActionKind::Alert), json!({})))
+                .effect,
+            Effect::Alert
+        );
     }
 }

@@ -109,7 +109,12 @@ pub struct Match {
 impl Match {
     /// A match of `rule` on `event` at `now`, with the rule's name and
     /// severity.
-    pub fn new(rule: &(impl Rule + ?Sized), event: &AuditEvent, now: f64, message: impl Into<String>) -> Self {
+    pub fn new(
+        rule: &(impl Rule + ?Sized),
+        event: &AuditEvent,
+        now: f64,
+        message: impl Into<String>,
+    ) -> Self {
         Match {
             rule_name: rule.name().to_string(),
             severity: rule.severity(),
@@ -183,7 +188,11 @@ pub trait Rule: Send + Sync {
     fn history_context(&self) -> Option<&HistoryContext> {
         None
     }
-    fn evaluate(&self, event: &AuditEvent, ctx: &RuleContext<'_>) -> Result<Option<Match>, RuleError>;
+    fn evaluate(
+        &self,
+        event: &AuditEvent,
+        ctx: &RuleContext<'_>,
+    ) -> Result<Option<Match>, RuleError>;
     /// A small map stored with this event in history under
     /// `rule_attrs[name]`. Not scrubbed: it must hold no secret.
     fn history_attributes(

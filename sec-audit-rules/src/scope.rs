@@ -246,7 +246,11 @@ impl ScopeRegistry {
 
     /// The block-eligible keys among `keys` whose scope is in `allowed`, in
     /// precedence order.
-    pub fn block_scopes<'k, S: AsRef<str>>(&self, keys: &'k [ScopeKey], allowed: &[S]) -> Vec<&'k ScopeKey> {
+    pub fn block_scopes<'k, S: AsRef<str>>(
+        &self,
+        keys: &'k [ScopeKey],
+        allowed: &[S],
+    ) -> Vec<&'k ScopeKey> {
         let mut out = Vec::new();
         for d in self.defs.iter().filter(|d| d.block_eligible) {
             if !allowed.iter().any(|a| a.as_ref() == d.name) {
@@ -285,19 +289,38 @@ mod tests {
     #[test]
     fn builtin_extraction_in_precedence_order() {
         let r = ScopeRegistry::builtin();
-        let e = ev(json!({"event_type": "x", "user.id": " 42 ", "session.id": "s", "source.address": "1.2.3.4",
-                          "http.route": "/a/{id}"}));
+        let e = ev(
+            json!({"event_type": "x", "user.id": " 42 ", "session.id": "s", "source.address": "1.2.3.4",
+                          "http.route": "/a/{id}"}),
+        );
         let keys: Vec<String> = r.extract(&e).iter().map(|k| k.to_string()).collect();
-        assert_eq!(keys, vec!["user:42", "session:s", "ip:1.2.3.4", "route:/a/{id}"]);
+        assert_eq!(
+            keys,
+            vec!["user:42", "session:s", "ip:1.2.3.4", "route:/a/{id}"]
+        );
     }
 
     #[test]
     fn user_falls_back_through_actor_and_username() {
         let r = ScopeRegistry::builtin();
-        let k = |v| r.extract(&ev(v)).into_iter().find(|k| k.scope() == "user").map(|k| k.value().to_string());
-        assert_eq!(k(json!({"event_type": "x", "actor": {"id": 9, "name": "n"}})), Some("9".into()));
-        assert_eq!(k(json!({"event_type": "x", "username": "bob", "actor": {"name": "n"}})), Some("bob".into()));
-        assert_eq!(k(json!({"event_type": "x", "actor": {"name": "n"}})), Some("n".into()));
+        let k = |v| {
+            r.extract(&ev(v))
+                .into_iter()
+                .find(|k| k.scope() == "user")
+                .map(|k| k.value().to_string())
+        };
+        assert_eq!(
+            k(json!({"event_type": "x", "actor": {"id": 9, "name": "n"}})),
+            Some("9".into())
+        );
+        assert_eq!(
+            k(json!({"event_type": "x", "username": "bob", "actor": {"name": "n"}})),
+            Some("bob".into())
+        );
+        assert_eq!(
+            k(json!({"event_type": "x", "actor": {"name": "n"}})),
+            Some("n".into())
+        );
         assert_eq!(k(json!({"event_type": "x", "user.name": "victim"})), None);
         assert_eq!(k(json!({"event_type": "x", "user_id": "  "})), None);
     }
@@ -315,26 +338,58 @@ mod tests {
 
     #[test]
     fn block_precedence_reorders_and_route_is_never_block_eligible() {
-        let r = ScopeRegistry::builtin().with_block_precedence(&["ip"]).unwrap();
-        assert_eq!(r.names().collect::<Vec<_>>(), vec!["ip", "user", "session", "route"]);
+        let r = ScopeRegistry::builtin()
+            .with_block_precedence(&["ip"])
+            .unwrap();
+        assert_eq!(
+            r.names().collect::<Vec<_>>(),
+            vec!["ip", "user", "session", "route"]
+        );
         assert!(!r.is_block_eligible("route"));
-        assert!(matches!(ScopeRegistry::builtin().with_block_precedence(&["nope"]), Err(ScopeError::Unknown(_))));
-        assert!(matches!(ScopeRegistry::builtin().with_block_precedence(&["ip", "ip"]), Err(ScopeError::Duplicate(_))));
+        assert!(matches!(
+            ScopeRegistry::builtin().with_block_precedence(&["nope"]),
+            Err(ScopeError::Unknown(_))
+        ));
+        assert!(matches!(
+            ScopeRegistry::builtin().with_block_precedence(&["ip", "ip"]),
+            Err(ScopeError::Duplicate(_))
+        ));
         let e = ev(json!({"event_type": "x", "user_id": "u", "srcip": "1.1.1.1", "route": "/r"}));
         let keys = r.extract(&e);
-        let blocks: Vec<String> = r.block_scopes(&keys, &["user", "ip", "route"]).iter().map(|k| k.to_string()).collect();
+        let blocks: Vec<String> = r
+            .block_scopes(&keys, &["user", "ip", "route"])
+            .iter()
+            .map(|k| k.to_string())
+            .collect();
         assert_eq!(blocks, vec!["ip:1.1.1.1", "user:u"]);
     }
 
     #[test]
     fn custom_scopes_and_duplicates() {
         let mut r = ScopeRegistry::builtin();
-        r.add(ScopeDef::custom("tenant", true, |e| vec![e.text("tenant").into_owned()])).unwrap();
-        assert!(matches!(r.add(ScopeDef::custom("tenant", false, |_| vec![])), Err(ScopeError::Duplicate(_))));
-        assert!(matches!(r.add(ScopeDef::custom("a:b", false, |_| vec![])), Err(ScopeError::BadName)));
+        r.add(ScopeDef::custom("tenant", true, |e| {
+            vec![e.text("tenant").into_owned()]
+        }))
+        .unwrap();
+        assert!(matches!(
+            r.add(ScopeDef::custom("tenant", false, |_| vec![])),
+            Err(ScopeError::Duplicate(_))
+        ));
+        assert!(matches!(
+            r.add(ScopeDef::custom("a:b", false, |_| vec![])),
+            Err(ScopeError::BadName)
+        ));
         let keys = r.extract(&ev(json!({"event_type": "x", "tenant": "acme"})));
         assert_eq!(keys.last().unwrap().to_string(), "tenant:acme");
-        let c = r.block_candidates(&[("ip", "1.1.1.1"), ("tenant", "t"), ("route", "/x"), ("user", " ")]);
-        assert_eq!(c.iter().map(|k| k.to_string()).collect::<Vec<_>>(), vec!["ip:1.1.1.1", "tenant:t"]);
+        let c = r.block_candidates(&[
+            ("ip", "1.1.1.1"),
+            ("tenant", "t"),
+            ("route", "/x"),
+            ("user", " "),
+        ]);
+        assert_eq!(
+            c.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            vec!["ip:1.1.1.1", "tenant:t"]
+        );
     }
 }

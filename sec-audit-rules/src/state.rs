@@ -52,10 +52,22 @@ pub trait HistoryStore: Send + Sync {
     /// Appends `row` under every key: prunes rows at or older than
     /// `recorded_at - window`, adds, trims to the newest
     /// `max_events_per_key`.
-    fn append(&self, keys: &[ScopeKey], recorded_at: f64, row: HistoryRow, retention: &HistoryRetention);
+    fn append(
+        &self,
+        keys: &[ScopeKey],
+        recorded_at: f64,
+        row: HistoryRow,
+        retention: &HistoryRetention,
+    );
     /// Rows strictly newer than `since`, newest first, of the given types
     /// (`None`: all), at most `limit`.
-    fn query(&self, key: &ScopeKey, since: f64, event_types: Option<&[String]>, limit: usize) -> Vec<HistoryRow>;
+    fn query(
+        &self,
+        key: &ScopeKey,
+        since: f64,
+        event_types: Option<&[String]>,
+        limit: usize,
+    ) -> Vec<HistoryRow>;
 }
 
 const SHARDS: usize = 16;
@@ -269,7 +281,13 @@ impl MemoryHistory {
 }
 
 impl HistoryStore for MemoryHistory {
-    fn append(&self, keys: &[ScopeKey], recorded_at: f64, row: HistoryRow, retention: &HistoryRetention) {
+    fn append(
+        &self,
+        keys: &[ScopeKey],
+        recorded_at: f64,
+        row: HistoryRow,
+        retention: &HistoryRetention,
+    ) {
         let cutoff = recorded_at - retention.window_seconds;
         let max = retention.max_events_per_key.max(1);
         for key in keys {
@@ -277,7 +295,12 @@ impl HistoryStore for MemoryHistory {
             let mut map = self.shards[shard_of(&self.hasher, k)].lock();
             if !map.contains_key(k) {
                 self.make_room(&mut map, cutoff);
-                map.insert(k.to_string(), KeyHistory { rows: VecDeque::new() });
+                map.insert(
+                    k.to_string(),
+                    KeyHistory {
+                        rows: VecDeque::new(),
+                    },
+                );
             }
             if let Some(h) = map.get_mut(k) {
                 while h.rows.front().is_some_and(|(t, _)| *t <= cutoff) {
@@ -291,7 +314,13 @@ impl HistoryStore for MemoryHistory {
         }
     }
 
-    fn query(&self, key: &ScopeKey, since: f64, event_types: Option<&[String]>, limit: usize) -> Vec<HistoryRow> {
+    fn query(
+        &self,
+        key: &ScopeKey,
+        since: f64,
+        event_types: Option<&[String]>,
+        limit: usize,
+    ) -> Vec<HistoryRow> {
         let k = key.as_str();
         let map = self.shards[shard_of(&self.hasher, k)].lock();
         let Some(h) = map.get(k) else {
@@ -394,13 +423,19 @@ mod tests {
     fn history_prunes_trims_filters_and_orders_newest_first() {
         let h = MemoryHistory::new();
         let key = ScopeKey::new("ip", "1.2.3.4");
-        let ret = HistoryRetention { window_seconds: 100.0, max_events_per_key: 3 };
+        let ret = HistoryRetention {
+            window_seconds: 100.0,
+            max_events_per_key: 3,
+        };
         for (i, t) in [10.0, 20.0, 30.0, 40.0].iter().enumerate() {
             let ty = if i % 2 == 0 { "a" } else { "b" };
             h.append(std::slice::from_ref(&key), *t, row(*t, ty), &ret);
         }
         let all = h.query(&key, 0.0, None, 10);
-        let times: Vec<f64> = all.iter().map(|r| r["recorded_at"].as_f64().unwrap()).collect();
+        let times: Vec<f64> = all
+            .iter()
+            .map(|r| r["recorded_at"].as_f64().unwrap())
+            .collect();
         assert_eq!(times, vec![40.0, 30.0, 20.0]);
         let only_a = h.query(&key, 0.0, Some(&["a".to_string()]), 10);
         assert_eq!(only_a.len(), 1);
@@ -408,7 +443,11 @@ mod tests {
         assert_eq!(h.query(&key, 0.0, None, 2).len(), 2);
         // A row at exactly recorded_at - window is dropped on the next append.
         h.append(std::slice::from_ref(&key), 130.0, row(130.0, "a"), &ret);
-        let times: Vec<f64> = h.query(&key, 0.0, None, 10).iter().map(|r| r["recorded_at"].as_f64().unwrap()).collect();
+        let times: Vec<f64> = h
+            .query(&key, 0.0, None, 10)
+            .iter()
+            .map(|r| r["recorded_at"].as_f64().unwrap())
+            .collect();
         assert_eq!(times, vec![130.0, 40.0]);
     }
 
@@ -417,7 +456,12 @@ mod tests {
         let h = MemoryHistory::with_max_keys(64);
         let ret = HistoryRetention::default();
         for i in 0..2000 {
-            h.append(&[ScopeKey::new("ip", format!("10.0.{}.{}", i / 256, i % 256))], i as f64, row(i as f64, "a"), &ret);
+            h.append(
+                &[ScopeKey::new("ip", format!("10.0.{}.{}", i / 256, i % 256))],
+                i as f64,
+                row(i as f64, "a"),
+                &ret,
+            );
         }
         assert!(h.key_count() <= 64);
         let k = ScopeKey::new("user", "u");

@@ -47,7 +47,11 @@ fn pick(src: &Value, keys: &[&str]) -> Option<Value> {
     let obj = src.as_object()?;
     let out: Map<String, Value> = keys
         .iter()
-        .filter_map(|k| obj.get(*k).filter(|v| non_empty(v)).map(|v| ((*k).to_string(), v.clone())))
+        .filter_map(|k| {
+            obj.get(*k)
+                .filter(|v| non_empty(v))
+                .map(|v| ((*k).to_string(), v.clone()))
+        })
         .collect();
     (!out.is_empty()).then_some(Value::Object(out))
 }

@@ -3,6 +3,9 @@
 //! Every built-in accepts `severity`, `message` and `tags` overrides; those
 //! that suggest a decision accept `decision`.
 
+use std::borrow::Cow;
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -49,10 +52,43 @@ pub const HTTP_RESPONSE_TYPES: [&str; 4] = [
     "http.response.server_error",
 ];
 
+/// The canonical text of a source address used in counter keys: an IP in
+/// its canonical form (IPv4-mapped IPv6 as IPv4, IPv6 compressed and
+/// lower-case), anything else trimmed. Egress events carry the address as
+/// logged while the ingress check resolves it: both must reach one key.
+pub fn ip_key(ip: &str) -> Cow<'_, str> {
+    let t = ip.trim();
+    match t.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => Cow::Owned(v4.to_string()),
+            None => Cow::Owned(v6.to_string()),
+        },
+        Ok(IpAddr::V4(v4)) if v4.to_string() != t => Cow::Owned(v4.to_string()),
+        _ => Cow::Borrowed(t),
+    }
+}
+
 /// The counter key under which `brute_force_login` counts failures of one
 /// source IP and `login_throttle` reads them. Part of the contract.
 pub fn login_failure_key(ip: &str) -> String {
-    format!("login_failures:{ip}")
+    format!("login_failures:{}", ip_key(ip))
+}
+
+/// Longest text a built-in keeps in a counter key or in history; longer
+/// values keep a prefix and a hash of the whole, so distinct values stay
+/// distinct while a 5 000-character path cannot inflate memory.
+pub const MAX_KEPT_TEXT: usize = 256;
+
+/// `s` itself when short, else its first 200 characters, `#` and a 64-bit
+/// hash of the whole in hex.
+pub fn bounded_text(s: &str) -> Cow<'_, str> {
+    if s.len() <= MAX_KEPT_TEXT {
+        return Cow::Borrowed(s);
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    s.hash(&mut h);
+    let prefix: String = s.chars().take(200).collect();
+    Cow::Owned(format!("{prefix}#{:016x}", h.finish()))
 }
 
 /// Builds the built-in named by the table's `builtin` key.
@@ -124,3 +160,31 @@ pub fn path_allowed(paths: &[regex::Regex], path: &str) -> bool {
 
 #[cfg(test)]
 pub(crate) mod testkit;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_keys_are_canonical() {
+        assert_eq!(ip_key(" 1.2.3.4 "), "1.2.3.4");
+        assert_eq!(ip_key("::ffff:1.2.3.4"), "1.2.3.4");
+        assert_eq!(ip_key("2001:DB8::1"), "2001:db8::1");
+        assert_eq!(ip_key("not-an-ip"), "not-an-ip");
+        assert_eq!(
+            login_failure_key("::ffff:10.0.0.1"),
+            login_failure_key("10.0.0.1")
+        );
+    }
+
+    #[test]
+    fn long_text_is_bounded_and_stays_distinct() {
+        let a = "/".to_string() + &"a".repeat(5000);
+        let b = "/".to_string() + &"a".repeat(4999) + "b";
+        assert_eq!(bounded_text("/short"), "/short");
+        assert!(bounded_text(&a).len() < 300);
+        assert_ne!(bounded_text(&a), bounded_text(&b));
+        assert_eq!(bounded_text(&a), bounded_text(&a));
+        assert!(bounded_text(&"é".repeat(1000)).starts_with("éé"));
+    }
+}

@@ -18,7 +18,7 @@ pub struct RepeatedClientError {
 
 /// The counter key of one source IP's client errors.
 fn client_error_key(ip: &str) -> String {
-    format!("client_errors:{ip}")
+    format!("client_errors:{}", super::ip_key(ip))
 }
 
 impl RepeatedClientError {

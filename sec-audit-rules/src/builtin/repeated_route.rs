@@ -86,7 +86,11 @@ impl Rule for RepeatedRoute {
         if ip.is_empty() || route.is_empty() {
             return Ok(None);
         }
-        let key = format!("route_hits:{ip}:{route}");
+        let key = format!(
+            "route_hits:{}:{}",
+            super::ip_key(ip),
+            super::bounded_text(&route)
+        );
         let count = ctx.counters.incr(&key, 1, Some(self.window_seconds));
         if (count as f64) < self.threshold {
             return Ok(None);

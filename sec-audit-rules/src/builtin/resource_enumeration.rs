@@ -62,7 +62,12 @@ fn route_and_path(event: &AuditEvent) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
     if path.is_empty() {
         return None;
     }
-    Some((route, path))
+    // History keeps these for every response: bound them (distinct values
+    // stay distinct).
+    Some((
+        Cow::Owned(super::bounded_text(&route).into_owned()),
+        Cow::Owned(super::bounded_text(&path).into_owned()),
+    ))
 }
 
 impl Rule for ResourceEnumeration {

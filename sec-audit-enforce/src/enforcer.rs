@@ -1,0 +1,162 @@
+//! The enforcer: applies a resolved action (enforcement.md, "The enforcer").
+
+use std::sync::Arc;
+
+use sec_audit_core::{Clock, Scrubber};
+use sec_audit_rules::{ActionPolicy, Effect, Match, ResolvedAction, ScopeKey, ScopeRegistry};
+use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError};
+use serde_json::Value;
+
+use crate::events::{rfc3339, EnforcementEvent, EventEmitter, EventType};
+
+/// What applying one match did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub action: ResolvedAction,
+    /// The blocks written.
+    pub blocks: Vec<BlockEntry>,
+    /// Block writes that failed (already logged).
+    pub errors: Vec<StoreError>,
+    /// Status code and message a request should be denied with when the
+    /// action is blocking.
+    pub status_code: u16,
+    pub message: String,
+}
+
+impl Applied {
+    pub fn is_blocking(&self) -> bool {
+        self.action.effect.is_block()
+    }
+}
+
+/// Turns matches into actions and actions into blocks and events.
+pub struct Enforcer {
+    blocks: Arc<dyn BlockStore>,
+    policy: ActionPolicy,
+    scopes: Arc<ScopeRegistry>,
+    emitter: Arc<EventEmitter>,
+    scrubber: Scrubber,
+    clock: Arc<dyn Clock>,
+    default_status: u16,
+    default_message: String,
+}
+
+impl Enforcer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        blocks: Arc<dyn BlockStore>,
+        policy: ActionPolicy,
+        scopes: Arc<ScopeRegistry>,
+        emitter: Arc<EventEmitter>,
+        scrubber: Scrubber,
+        clock: Arc<dyn Clock>,
+        default_status: u16,
+        default_message: String,
+    ) -> Self {
+        Enforcer {
+            blocks,
+            policy,
+            scopes,
+            emitter,
+            scrubber,
+            clock,
+            default_status,
+            default_message,
+        }
+    }
+
+    pub fn policy(&self) -> &ActionPolicy {
+        &self.policy
+    }
+
+    /// Resolves and applies `m`; `subject` is the event's unscrubbed scope
+    /// keys.
+    pub fn apply(&self, m: &Match, subject: &[ScopeKey]) -> Applied {
+        let action = self.policy.resolve(m);
+        self.apply_action(m, action, subject)
+    }
+
+    /// Applies an already resolved action.
+    pub fn apply_action(&self, m: &Match, action: ResolvedAction, subject: &[ScopeKey]) -> Applied {
+        let status_code = action.status_code.unwrap_or(self.default_status);
+        let message = action
+            .message
+            .clone()
+            .unwrap_or_else(|| self.default_message.clone());
+        let mut applied = Applied {
+            action,
+            blocks: Vec::new(),
+            errors: Vec::new(),
+            status_code,
+            message,
+        };
+        match applied.action.effect {
+            Effect::Observe => {}
+            Effect::Alert => self.emitter.emit(
+                EnforcementEvent::new(EventType::Alert, self.clock.now_ns())
+                    .attr("security_rule.name", m.rule_name.as_str())
+                    .attr("security_rule.severity", m.severity)
+                    .attr("security_rule.description", m.message.as_str())
+                    .attr("enforcement.action", "alert")
+                    .attr("source.address", m.srcip.as_str())
+                    .attr("session.id", m.session_id.as_str())
+                    .attr("user.id", m.user_id.as_str()),
+            ),
+            Effect::TempBlock | Effect::PermanentBlock => {
+                let targets = self.scopes.block_scopes(subject, &applied.action.scopes);
+                if targets.is_empty() {
+                    tracing::debug!(rule = %m.rule_name, "blocking action but the event has none of its scopes");
+                }
+                let mut metadata = (*m.metadata).clone();
+                self.scrubber.scrub_map(&mut metadata);
+                for scope in targets {
+                    let new = NewBlock {
+                        scope: scope.clone(),
+                        reason: m.message.clone(),
+                        rule_name: m.rule_name.clone(),
+                        status_code: applied.status_code,
+                        message: applied.message.clone(),
+                        ttl: applied
+                            .action
+                            .ttl
+                            .filter(|_| applied.action.effect == Effect::TempBlock),
+                        metadata: metadata.clone(),
+                    };
+                    match self.write_block(&new) {
+                        Ok(entry) => applied.blocks.push(entry),
+                        Err(e) => {
+                            tracing::error!(rule = %m.rule_name, scope = scope.scope(), kind = e.kind(), "writing a block failed");
+                            applied.errors.push(e);
+                        }
+                    }
+                }
+            }
+        }
+        applied
+    }
+
+    /// Writes a block and emits `block_applied`.
+    pub fn write_block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
+        let entry = self.blocks.block(new)?;
+        let mut event = EnforcementEvent::new(EventType::BlockApplied, self.clock.now_ns())
+            .attr("scope.type", entry.scope_type.as_str())
+            .attr("scope.value", entry.scope_value.as_str())
+            .attr("security_rule.name", entry.rule_name.as_str())
+            .attr(
+                "enforcement.action",
+                if entry.is_permanent() {
+                    "permanent"
+                } else {
+                    "temp"
+                },
+            );
+        if let Some(ttl) = new.ttl {
+            event = event.attr("enforcement.ttl", ttl);
+        }
+        if let Some(expires_at) = entry.expires_at {
+            event = event.attr("enforcement.expires_at", Value::String(rfc3339(expires_at)));
+        }
+        self.emitter.emit(event);
+        Ok(entry)
+    }
+}

@@ -1,0 +1,497 @@
+//! Enforcement events (events.md, "Enforcement events going out").
+//!
+//! Every decision becomes one [`EnforcementEvent`]. The [`EventEmitter`]
+//! produces it through the `opentelemetry` logs API; the default processor,
+//! [`JsonlProcessor`], writes each record as one OTel JSONL line (scrubbed
+//! and bounded by `sec-audit-core`). After the write — the durable trail
+//! comes first — the event is offered to subscribers registered in code,
+//! each isolated from the others' errors and panics.
+
+use std::io::Write;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::logs::{
+    AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity as OtelSeverity,
+};
+use opentelemetry::{InstrumentationScope, Key};
+use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::Resource;
+use parking_lot::RwLock;
+use sec_audit_core::{LogRecord, RecordBounds, RecordWriter, Scrubber, Severity};
+use serde_json::{Map, Value};
+
+/// Name of the instrumentation scope of every enforcement record.
+pub const SCOPE_NAME: &str = "sec-audit-enforce";
+/// The `service.name` resource attribute.
+pub const SERVICE_NAME: &str = "sec-audit";
+
+/// The five enforcement event types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    Alert,
+    Blocked,
+    BlockApplied,
+    BlockRevoked,
+    EvaluationFailed,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 5] = [
+        EventType::Alert,
+        EventType::Blocked,
+        EventType::BlockApplied,
+        EventType::BlockRevoked,
+        EventType::EvaluationFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Alert => "audit.enforcement.alert",
+            EventType::Blocked => "audit.enforcement.blocked",
+            EventType::BlockApplied => "audit.enforcement.block_applied",
+            EventType::BlockRevoked => "audit.enforcement.block_revoked",
+            EventType::EvaluationFailed => "audit.enforcement.evaluation_failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            EventType::BlockRevoked => Severity::Info,
+            EventType::EvaluationFailed => Severity::Error,
+            _ => Severity::Warning,
+        }
+    }
+}
+
+/// One enforcement decision: its type, when, and its attributes (including
+/// `event_type` and `schema_version`; empty values left out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnforcementEvent {
+    pub event_type: EventType,
+    pub timestamp_ns: i64,
+    pub attributes: Map<String, Value>,
+}
+
+impl EnforcementEvent {
+    /// A new event; call [`EnforcementEvent::attr`] to add attributes.
+    pub fn new(event_type: EventType, timestamp_ns: i64) -> Self {
+        EnforcementEvent {
+            event_type,
+            timestamp_ns,
+            attributes: Map::new(),
+        }
+    }
+
+    /// Adds an attribute unless it is null or an empty string.
+    pub fn attr(mut self, key: &str, value: impl Into<Value>) -> Self {
+        let value = value.into();
+        let empty =
+            matches!(&value, Value::Null) || matches!(&value, Value::String(s) if s.is_empty());
+        if !empty {
+            self.attributes.insert(key.to_string(), value);
+        }
+        self
+    }
+
+    /// A string attribute, if present.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).and_then(Value::as_str)
+    }
+}
+
+/// An RFC 3339 UTC timestamp with millisecond precision.
+pub fn rfc3339(secs: f64) -> String {
+    let total_ms = (secs * 1000.0).round() as i64;
+    let ms = total_ms.rem_euclid(1000);
+    let total_s = total_ms.div_euclid(1000);
+    let days = total_s.div_euclid(86_400);
+    let sod = total_s.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        (sod % 3600) / 60,
+        sod % 60
+    )
+}
+
+/// Why a subscriber failed.
+pub type SubscriberError = Box<dyn std::error::Error + Send + Sync>;
+
+type SubscriberFn = dyn Fn(&EnforcementEvent) -> Result<(), SubscriberError> + Send + Sync;
+
+struct Subscriber {
+    filter: Option<Vec<EventType>>,
+    f: Arc<SubscriberFn>,
+}
+
+/// Writes OTel log records as JSONL lines: the default sink.
+pub struct JsonlProcessor {
+    writer: RecordWriter<Box<dyn Write + Send>>,
+}
+
+impl std::fmt::Debug for JsonlProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JsonlProcessor")
+    }
+}
+
+impl JsonlProcessor {
+    pub fn new(out: Box<dyn Write + Send>, scrubber: Scrubber) -> Self {
+        JsonlProcessor {
+            writer: RecordWriter::new(out, scrubber, RecordBounds::default()),
+        }
+    }
+}
+
+fn ns_of(t: Option<SystemTime>) -> i64 {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn any_to_json(v: &AnyValue) -> Value {
+    match v {
+        AnyValue::Int(i) => Value::from(*i),
+        AnyValue::Double(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        AnyValue::String(s) => Value::String(s.as_str().to_string()),
+        AnyValue::Boolean(b) => Value::Bool(*b),
+        AnyValue::ListAny(items) => Value::Array(items.iter().map(any_to_json).collect()),
+        AnyValue::Map(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.as_str().to_string(), any_to_json(v)))
+                .collect(),
+        ),
+        AnyValue::Bytes(b) => Value::Array(b.iter().map(|x| Value::from(*x)).collect()),
+        _ => Value::Null,
+    }
+}
+
+fn json_to_any(v: &Value) -> AnyValue {
+    match v {
+        Value::Null => AnyValue::String("".into()),
+        Value::Bool(b) => AnyValue::Boolean(*b),
+        Value::Number(n) => n
+            .as_i64()
+            .map(AnyValue::Int)
+            .unwrap_or_else(|| AnyValue::Double(n.as_f64().unwrap_or(0.0))),
+        Value::String(s) => AnyValue::String(s.clone().into()),
+        Value::Array(a) => AnyValue::ListAny(Box::new(a.iter().map(json_to_any).collect())),
+        Value::Object(o) => AnyValue::Map(Box::new(
+            o.iter()
+                .map(|(k, v)| (Key::new(k.clone()), json_to_any(v)))
+                .collect(),
+        )),
+    }
+}
+
+fn severity_of(n: Option<OtelSeverity>) -> Severity {
+    match n {
+        Some(OtelSeverity::Error) => Severity::Error,
+        Some(OtelSeverity::Info) => Severity::Info,
+        _ => Severity::Warning,
+    }
+}
+
+impl LogProcessor for JsonlProcessor {
+    fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
+        let attributes: Map<String, Value> = data
+            .attributes_iter()
+            .map(|(k, v)| (k.as_str().to_string(), any_to_json(v)))
+            .collect();
+        let body = match data.body() {
+            Some(AnyValue::String(s)) => s.as_str().to_string(),
+            _ => data.event_name().unwrap_or_default().to_string(),
+        };
+        let trace = data.trace_context();
+        let record = LogRecord {
+            timestamp_ns: ns_of(data.timestamp()),
+            observed_timestamp_ns: ns_of(data.observed_timestamp().or(data.timestamp())),
+            severity: severity_of(data.severity_number()),
+            body,
+            service_name: SERVICE_NAME.into(),
+            scope_name: instrumentation.name().to_string(),
+            scope_version: instrumentation.version().unwrap_or_default().to_string(),
+            attributes,
+            trace_id: trace.map(|t| t.trace_id.to_string()),
+            span_id: trace.map(|t| t.span_id.to_string()),
+        };
+        if let Err(e) = self.writer.write(&record) {
+            tracing::error!(kind = ?e.kind(), "writing an enforcement record failed");
+        }
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Where enforcement records go.
+pub enum Sink {
+    /// Standard output (the default).
+    Stdout,
+    /// Any writer: a file, a buffer, a pipe.
+    Writer(Box<dyn Write + Send>),
+    /// Nothing is written (subscribers still run).
+    Discard,
+}
+
+impl Sink {
+    /// Appends to a file, creating it when missing.
+    pub fn file(path: &std::path::Path) -> std::io::Result<Sink> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Sink::Writer(Box::new(f)))
+    }
+}
+
+/// Produces enforcement events through the OTel logs API and offers them to
+/// subscribers. Subscribers run inline, after the write: they must hand slow
+/// work off (a channel, a queue) rather than block the request.
+pub struct EventEmitter {
+    provider: SdkLoggerProvider,
+    logger: SdkLogger,
+    subscribers: RwLock<Vec<Subscriber>>,
+    schema_version: String,
+}
+
+impl std::fmt::Debug for EventEmitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventEmitter")
+            .field("schema_version", &self.schema_version)
+            .finish()
+    }
+}
+
+impl EventEmitter {
+    /// An emitter writing to `sink` (scrubbed by `scrubber`).
+    pub fn new(sink: Sink, scrubber: Scrubber, schema_version: &str) -> Self {
+        let builder = SdkLoggerProvider::builder().with_resource(
+            Resource::builder_empty()
+                .with_service_name(SERVICE_NAME)
+                .build(),
+        );
+        let builder = match sink {
+            Sink::Stdout => builder
+                .with_log_processor(JsonlProcessor::new(Box::new(std::io::stdout()), scrubber)),
+            Sink::Writer(w) => builder.with_log_processor(JsonlProcessor::new(w, scrubber)),
+            Sink::Discard => builder,
+        };
+        Self::with_provider(builder.build(), schema_version)
+    }
+
+    /// An emitter over any OTel logger provider (add an OTLP exporter, or
+    /// several processors, to the provider before passing it).
+    pub fn with_provider(provider: SdkLoggerProvider, schema_version: &str) -> Self {
+        let scope = InstrumentationScope::builder(SCOPE_NAME)
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let logger = provider.logger_with_scope(scope);
+        EventEmitter {
+            provider,
+            logger,
+            subscribers: RwLock::new(Vec::new()),
+            schema_version: schema_version.to_string(),
+        }
+    }
+
+    /// Registers a subscriber for the given event types (`None`: all).
+    pub fn subscribe<F>(&self, filter: Option<Vec<EventType>>, f: F)
+    where
+        F: Fn(&EnforcementEvent) -> Result<(), SubscriberError> + Send + Sync + 'static,
+    {
+        self.subscribers.write().push(Subscriber {
+            filter,
+            f: Arc::new(f),
+        });
+    }
+
+    /// Emits one event: `event_type` and `schema_version` are added, the
+    /// record is written, then subscribers are called.
+    pub fn emit(&self, mut event: EnforcementEvent) {
+        let ty = event.event_type;
+        event
+            .attributes
+            .insert("event_type".into(), Value::String(ty.as_str().into()));
+        event.attributes.insert(
+            "schema_version".into(),
+            Value::String(self.schema_version.clone()),
+        );
+        let written = catch_unwind(AssertUnwindSafe(|| {
+            let mut record = self.logger.create_log_record();
+            let at =
+                UNIX_EPOCH + Duration::from_nanos(u64::try_from(event.timestamp_ns).unwrap_or(0));
+            record.set_timestamp(at);
+            record.set_observed_timestamp(at);
+            record.set_event_name(ty.as_str());
+            record.set_severity_text(ty.severity().text());
+            record.set_severity_number(match ty.severity() {
+                Severity::Info => OtelSeverity::Info,
+                Severity::Warning => OtelSeverity::Warn,
+                Severity::Error => OtelSeverity::Error,
+            });
+            record.set_body(AnyValue::String(ty.as_str().into()));
+            record.add_attributes(
+                event
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (Key::new(k.clone()), json_to_any(v))),
+            );
+            self.logger.emit(record);
+        }));
+        if written.is_err() {
+            tracing::error!(
+                event_type = ty.as_str(),
+                "emitting an enforcement record panicked"
+            );
+        }
+        let subscribers: Vec<Arc<SubscriberFn>> = self
+            .subscribers
+            .read()
+            .iter()
+            .filter(|s| s.filter.as_ref().is_none_or(|f| f.contains(&ty)))
+            .map(|s| Arc::clone(&s.f))
+            .collect();
+        for f in subscribers {
+            match catch_unwind(AssertUnwindSafe(|| f(&event))) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(event_type = ty.as_str(), error = %e, "enforcement event subscriber failed; isolated")
+                }
+                Err(_) => tracing::warn!(
+                    event_type = ty.as_str(),
+                    "enforcement event subscriber panicked; isolated"
+                ),
+            }
+        }
+    }
+
+    /// Flushes every processor of the provider.
+    pub fn flush(&self) {
+        if let Err(e) = self.provider.force_flush() {
+            tracing::warn!(error = %e, "flushing enforcement records failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    pub struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);
+    impl Write for SharedBuf {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn rfc3339_formats_utc_with_millis() {
+        assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_780_000_000.023), "2026-05-28T20:26:40.023Z");
+        assert_eq!(rfc3339(951_782_400.0), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn severities_match_the_contract() {
+        assert_eq!(EventType::Alert.severity().text(), "WARNING");
+        assert_eq!(EventType::Blocked.severity().number(), 13);
+        assert_eq!(EventType::BlockApplied.severity().number(), 13);
+        assert_eq!(EventType::BlockRevoked.severity().text(), "INFO");
+        assert_eq!(EventType::BlockRevoked.severity().number(), 9);
+        assert_eq!(EventType::EvaluationFailed.severity().text(), "ERROR");
+        assert_eq!(EventType::EvaluationFailed.severity().number(), 17);
+    }
+
+    #[test]
+    fn record_goes_through_otel_to_jsonl_then_subscribers() {
+        let buf = SharedBuf::default();
+        let emitter = EventEmitter::new(
+            Sink::Writer(Box::new(buf.clone())),
+            Scrubber::default(),
+            "1.0",
+        );
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        let b = buf.clone();
+        emitter.subscribe(Some(vec![EventType::BlockApplied]), move |e| {
+            // The durable trail is written before subscribers run.
+            assert!(!b.0.lock().unwrap().is_empty());
+            assert_eq!(e.get_str("scope.type"), Some("ip"));
+            s.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        });
+        emitter.subscribe(None, |_| Err("subscriber down".into()));
+        emitter.subscribe(None, |_| panic!("subscriber bug"));
+        emitter.emit(
+            EnforcementEvent::new(EventType::BlockApplied, 1_780_000_000_023_000_000)
+                .attr("scope.type", "ip")
+                .attr("scope.value", "203.0.113.9")
+                .attr("enforcement.ttl", 300)
+                .attr("empty", ""),
+        );
+        emitter.emit(EnforcementEvent::new(
+            EventType::BlockRevoked,
+            1_780_000_000_000_000_000,
+        ));
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        let r = &lines[0];
+        assert_eq!(
+            r["timestamp"],
+            serde_json::json!(1_780_000_000_023_000_000i64)
+        );
+        assert_eq!(r["observed_timestamp"], r["timestamp"]);
+        assert_eq!(r["severity_text"], "WARNING");
+        assert_eq!(r["severity_number"], 13);
+        assert_eq!(r["body"], "audit.enforcement.block_applied");
+        assert_eq!(r["event_name"], "audit.enforcement.block_applied");
+        assert_eq!(
+            r["resource"],
+            serde_json::json!({"service.name": "sec-audit"})
+        );
+        assert_eq!(r["instrumentation_scope"]["name"], "sec-audit-enforce");
+        assert_eq!(
+            r["attributes"],
+            serde_json::json!({"event_type": "audit.enforcement.block_applied", "schema_version": "1.0",
+                               "scope.type": "ip", "scope.value": "203.0.113.9", "enforcement.ttl": 300})
+        );
+        assert_eq!(lines[1]["severity_text"], "INFO");
+        assert_eq!(lines[1]["severity_number"], 9);
+    }
+}

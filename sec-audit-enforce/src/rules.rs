@@ -1,0 +1,94 @@
+//! Resolving the configured `[[rules]]` into rule objects at startup, so a
+//! bad rule fails the start, not a request.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sec_audit_rules::{Rule, RuleConfig};
+
+use crate::config::{Config, ConfigError, RuleEntry};
+use crate::runtime::BuildError;
+
+/// Where a rule came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleOrigin {
+    Builtin,
+    Plugin(PathBuf),
+}
+
+/// One configured rule, built.
+#[derive(Clone)]
+pub struct ResolvedRule {
+    pub rule: Arc<dyn Rule>,
+    /// The rule's own configuration table (what its context exposes).
+    pub config: RuleConfig,
+    pub origin: RuleOrigin,
+}
+
+/// Every configured rule, in configuration order.
+#[derive(Clone, Default)]
+pub struct ResolvedRules {
+    pub rules: Vec<ResolvedRule>,
+}
+
+impl ResolvedRules {
+    /// Names of the registered built-ins (whose default actions apply).
+    pub fn builtin_names(&self) -> BTreeSet<String> {
+        self.names(|o| *o == RuleOrigin::Builtin)
+    }
+    /// Names of the registered plugin rules (whose own decision is ignored).
+    pub fn plugin_names(&self) -> BTreeSet<String> {
+        self.names(|o| matches!(o, RuleOrigin::Plugin(_)))
+    }
+    fn names(&self, f: impl Fn(&RuleOrigin) -> bool) -> BTreeSet<String> {
+        self.rules
+            .iter()
+            .filter(|r| f(&r.origin))
+            .map(|r| r.rule.name().to_string())
+            .collect()
+    }
+}
+
+/// Builds every configured rule; the first failure is an error naming the
+/// rule (and for plugins the file).
+pub fn resolve_rules(config: &Config) -> Result<ResolvedRules, BuildError> {
+    let mut out = ResolvedRules::default();
+    for entry in &config.rules {
+        match entry {
+            RuleEntry::Builtin(table) => {
+                let rule = sec_audit_rules::builtin::build(table)
+                    .map_err(|e| ConfigError::Rule(e.to_string()))?;
+                let mut params = table.clone();
+                params.remove("builtin");
+                out.rules.push(ResolvedRule {
+                    rule,
+                    config: params,
+                    origin: RuleOrigin::Builtin,
+                });
+            }
+            RuleEntry::Plugin(p) => {
+                let path = if p.path.is_absolute() {
+                    p.path.clone()
+                } else {
+                    config.base_dir.join(&p.path)
+                };
+                return Err(BuildError::Plugin(format!(
+                    "{}: plugin rules are not supported by this build",
+                    path.display()
+                )));
+            }
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for r in &out.rules {
+        if !seen.insert(r.rule.name().to_string()) {
+            return Err(ConfigError::Rule(format!(
+                "rules: rule `{}` is registered twice",
+                r.rule.name()
+            ))
+            .into());
+        }
+    }
+    Ok(out)
+}

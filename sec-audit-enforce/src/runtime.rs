@@ -1,0 +1,547 @@
+//! The runtime: everything enforcement needs, built from one
+//! configuration, with the ingress check, egress and the block API.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use regex::Regex;
+use sec_audit_core::{AuditEvent, ClientIpResolver, Clock, Scrubber, SystemClock};
+use sec_audit_rules::engine::INGRESS_EVENT_TYPE;
+use sec_audit_rules::{ActionPolicy, Engine, EngineOptions, Rule, ScopeKey, ScopeRegistry};
+use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError};
+use serde_json::{Map, Value};
+
+use crate::config::{Config, ConfigError};
+use crate::enforcer::Enforcer;
+use crate::events::{EnforcementEvent, EventEmitter, EventType, Sink};
+use crate::request::{DenyReason, IngressDecision, RequestView};
+use crate::stores::{self, Stores};
+
+/// Why the runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("plugin: {0}")]
+    Plugin(String),
+    #[error("stores: {0}")]
+    Store(String),
+}
+
+/// Errors of the block management API.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockApiError {
+    #[error("scope `{0}` is unknown or may not be blocked")]
+    ScopeNotBlockable(String),
+    #[error("`{0}` is not an IP address")]
+    BadIp(String),
+    #[error("scope value must not be empty")]
+    EmptyValue,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A block requested through the management API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManualBlock {
+    pub scope_type: String,
+    pub value: String,
+    /// Seconds; `None`: permanent.
+    pub ttl: Option<u64>,
+    pub reason: String,
+    pub status_code: Option<u16>,
+    pub message: Option<String>,
+    pub metadata: Option<Map<String, Value>>,
+    /// Who asked; recorded in the metadata as `actor`.
+    pub actor: Option<String>,
+    /// Defaults to `manual`.
+    pub rule_name: Option<String>,
+}
+
+/// Builds a [`Runtime`] from a [`Config`].
+pub struct RuntimeBuilder {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    sink: Option<Sink>,
+    emitter: Option<EventEmitter>,
+    stores: Option<Stores>,
+    extra_rules: Vec<Arc<dyn Rule>>,
+    scopes: Option<ScopeRegistry>,
+    scrubber: Scrubber,
+}
+
+impl RuntimeBuilder {
+    /// The clock for rules, stores and events (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Where enforcement records are written (default: standard output).
+    pub fn sink(mut self, sink: Sink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+    /// A fully configured emitter (e.g. with an OTLP exporter); replaces the
+    /// sink.
+    pub fn emitter(mut self, emitter: EventEmitter) -> Self {
+        self.emitter = Some(emitter);
+        self
+    }
+    /// Explicit stores instead of the ones the configuration names.
+    pub fn stores(mut self, stores: Stores) -> Self {
+        self.stores = Some(stores);
+        self
+    }
+    /// A rule registered in code, after the configured ones.
+    pub fn rule(mut self, rule: Arc<dyn Rule>) -> Self {
+        self.extra_rules.push(rule);
+        self
+    }
+    /// A scope registry with custom scopes (`block_precedence` still
+    /// applies).
+    pub fn scopes(mut self, scopes: ScopeRegistry) -> Self {
+        self.scopes = Some(scopes);
+        self
+    }
+    pub fn scrubber(mut self, scrubber: Scrubber) -> Self {
+        self.scrubber = scrubber;
+        self
+    }
+
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let config = self.config;
+        config.validate_fields()?;
+        let scopes = self
+            .scopes
+            .unwrap_or_default()
+            .with_block_precedence(&config.block_precedence)
+            .map_err(|e| ConfigError::Invalid {
+                key: "block_precedence".into(),
+                reason: e.to_string(),
+            })?;
+
+        let resolved = crate::rules::resolve_rules(&config)?;
+        let stores = match self.stores {
+            Some(s) => s,
+            None => {
+                stores::from_config(&config, Arc::clone(&self.clock)).map_err(BuildError::Store)?
+            }
+        };
+
+        let mut builder = Engine::builder()
+            .clock(Arc::clone(&self.clock))
+            .scopes(scopes)
+            .counters(Arc::clone(&stores.counters))
+            .history(Arc::clone(&stores.history))
+            .scrubber(self.scrubber.clone())
+            .options(EngineOptions {
+                fail_open: config.fail_open,
+                ..EngineOptions::default()
+            });
+        for r in &resolved.rules {
+            builder = builder.rule_with_config(Arc::clone(&r.rule), r.config.clone());
+        }
+        for r in self.extra_rules {
+            builder = builder.rule(r);
+        }
+        let engine = builder
+            .build()
+            .map_err(|e| ConfigError::Rule(format!("rules: {e}")))?;
+
+        let policy = ActionPolicy {
+            rule_actions: config.rule_actions.clone(),
+            block_rules: config.block_rules.clone(),
+            block_severity: config.block_severity,
+            default_temp_ttl: config.default_temp_ttl,
+            builtin_rules: resolved.builtin_names(),
+            plugin_rules: resolved.plugin_names(),
+        };
+        let emitter = Arc::new(match self.emitter {
+            Some(e) => e,
+            None => EventEmitter::new(
+                self.sink.unwrap_or(Sink::Stdout),
+                self.scrubber.clone(),
+                &config.schema_version,
+            ),
+        });
+        let enforcer = Enforcer::new(
+            Arc::clone(&stores.blocks),
+            policy,
+            Arc::clone(engine.scopes()),
+            Arc::clone(&emitter),
+            self.scrubber.clone(),
+            Arc::clone(&self.clock),
+            config.status_code,
+            config.message.clone(),
+        );
+        let resolver =
+            ClientIpResolver::new(&config.trusted_proxy_cidrs, config.trusted_proxy_count)
+                .map_err(|e| ConfigError::Invalid {
+                    key: "trusted_proxy_cidrs".into(),
+                    reason: e.to_string(),
+                })?;
+        Ok(Runtime {
+            fail_closed: config.fail_closed_path_regexes()?,
+            resolver,
+            enforcer,
+            blocks: stores.blocks,
+            engine,
+            emitter,
+            clock: self.clock,
+            config,
+        })
+    }
+}
+
+/// The enforcement runtime. Share it behind an `Arc`; every method takes
+/// `&self` and none panics into the caller.
+pub struct Runtime {
+    config: Config,
+    engine: Engine,
+    enforcer: Enforcer,
+    blocks: Arc<dyn BlockStore>,
+    resolver: ClientIpResolver,
+    fail_closed: Vec<Regex>,
+    emitter: Arc<EventEmitter>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("enabled", &self.config.enabled)
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+impl Runtime {
+    pub fn builder(config: Config) -> RuntimeBuilder {
+        RuntimeBuilder {
+            config,
+            clock: Arc::new(SystemClock),
+            sink: None,
+            emitter: None,
+            stores: None,
+            extra_rules: Vec::new(),
+            scopes: None,
+            scrubber: Scrubber::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+    pub fn enforcer(&self) -> &Enforcer {
+        &self.enforcer
+    }
+    pub fn emitter(&self) -> &Arc<EventEmitter> {
+        &self.emitter
+    }
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+    pub fn is_enabled(&self) -> bool {
+        self.config.enabled
+    }
+
+    fn emit_failure(&self, fail_mode: &str, kind: &str) {
+        self.emitter.emit(
+            EnforcementEvent::new(EventType::EvaluationFailed, self.clock.now_ns())
+                .attr("enforcement.fail_mode", fail_mode)
+                .attr("error.type", kind),
+        );
+    }
+
+    fn default_deny(&self, reason: DenyReason) -> IngressDecision {
+        IngressDecision::Deny {
+            status_code: self.config.status_code,
+            message: self.config.message.clone(),
+            reason,
+        }
+    }
+
+    /// The ingress check (enforcement.md, "Ingress check"): one block-store
+    /// call, then the ingress-safe rules. Never panics into the caller.
+    pub fn ingress_check(&self, request: &RequestView<'_>) -> IngressDecision {
+        if !self.config.enabled {
+            return IngressDecision::Allow;
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.ingress_inner(request))) {
+            Ok(d) => d,
+            Err(_) => {
+                tracing::error!("ingress check panicked");
+                if self.config.fail_open {
+                    self.emit_failure("open", "panic");
+                    IngressDecision::Allow
+                } else {
+                    self.emit_failure("closed", "panic");
+                    self.default_deny(DenyReason::Error)
+                }
+            }
+        }
+    }
+
+    /// The request's candidate block scopes in precedence order, and its
+    /// resolved client IP.
+    pub fn candidate_scopes(&self, request: &RequestView<'_>) -> (Vec<ScopeKey>, Option<String>) {
+        let ip = self
+            .resolver
+            .resolve(&request.peer_addr, request.forwarded_for.as_deref())
+            .map(|ip| ip.to_string());
+        let candidates = [
+            ("ip", ip.as_deref().unwrap_or("")),
+            ("user", request.user_id.as_deref().unwrap_or("")),
+            ("session", request.session_id.as_deref().unwrap_or("")),
+        ];
+        (self.engine.scopes().block_candidates(&candidates), ip)
+    }
+
+    fn ingress_inner(&self, request: &RequestView<'_>) -> IngressDecision {
+        let (candidates, ip) = self.candidate_scopes(request);
+        if !candidates.is_empty() {
+            match self.blocks.first_active(&candidates) {
+                Ok(Some(entry)) => {
+                    self.emitter.emit(
+                        EnforcementEvent::new(EventType::Blocked, self.clock.now_ns())
+                            .attr("scope.type", entry.scope_type.as_str())
+                            .attr("scope.value", entry.scope_value.as_str())
+                            .attr("security_rule.name", entry.rule_name.as_str())
+                            .attr("enforcement.action", "blocked")
+                            .attr("http.response.status_code", entry.status_code),
+                    );
+                    let message = if entry.message.is_empty() {
+                        self.config.message.clone()
+                    } else {
+                        entry.message
+                    };
+                    return IngressDecision::Deny {
+                        status_code: entry.status_code,
+                        message,
+                        reason: DenyReason::Blocked {
+                            scope_type: entry.scope_type,
+                            scope_value: entry.scope_value,
+                            rule_name: entry.rule_name,
+                        },
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(
+                        kind = e.kind(),
+                        "block store could not answer the ingress lookup"
+                    );
+                    return if self.fail_closed.iter().any(|r| r.is_match(&request.path)) {
+                        self.emit_failure("closed", e.kind());
+                        self.default_deny(DenyReason::FailClosed)
+                    } else {
+                        self.emit_failure("open", e.kind());
+                        IngressDecision::Allow
+                    };
+                }
+            }
+        }
+        if !self.config.eval_safe_on_ingress || !self.engine.has_ingress_rules() {
+            return IngressDecision::Allow;
+        }
+        let event = match synthetic_event(request, ip.as_deref()) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not build the synthetic ingress event");
+                return IngressDecision::Allow;
+            }
+        };
+        let matches = match self.engine.evaluate(&event, true) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(kind = e.kind(), "ingress rule evaluation failed");
+                return if self.config.fail_open {
+                    self.emit_failure("open", e.kind());
+                    IngressDecision::Allow
+                } else {
+                    self.emit_failure("closed", e.kind());
+                    self.default_deny(DenyReason::Error)
+                };
+            }
+        };
+        let subject = self.engine.scopes().extract(&event);
+        let mut deny: Option<IngressDecision> = None;
+        for m in &matches {
+            let applied = self.enforcer.apply(m, &subject);
+            if applied.is_blocking() && deny.is_none() {
+                deny = Some(IngressDecision::Deny {
+                    status_code: applied.status_code,
+                    message: applied.message,
+                    reason: DenyReason::RuleMatched {
+                        rule_name: m.rule_name.clone(),
+                    },
+                });
+            }
+        }
+        deny.unwrap_or(IngressDecision::Allow)
+    }
+
+    /// Egress: evaluates every rule on a recorded event and applies the
+    /// actions. Failures are logged and swallowed. Returns how many blocks
+    /// were written.
+    pub fn handle_event(&self, event: &AuditEvent) -> usize {
+        if !self.config.enabled {
+            return 0;
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let matches = match self.engine.evaluate(event, false) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(kind = e.kind(), "egress evaluation failed");
+                    return 0;
+                }
+            };
+            if matches.is_empty() {
+                return 0;
+            }
+            let subject = self.engine.scopes().extract(event);
+            matches
+                .iter()
+                .map(|m| self.enforcer.apply(m, &subject).blocks.len())
+                .sum()
+        }));
+        outcome.unwrap_or_else(|_| {
+            tracing::error!("egress handling panicked; swallowed");
+            0
+        })
+    }
+
+    fn scope_key(&self, scope_type: &str, value: &str) -> Result<ScopeKey, BlockApiError> {
+        if !self.engine.scopes().is_block_eligible(scope_type) {
+            return Err(BlockApiError::ScopeNotBlockable(scope_type.to_string()));
+        }
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(BlockApiError::EmptyValue);
+        }
+        if scope_type == "ip" {
+            let ip = sec_audit_core::client_ip::parse_ip_token(value)
+                .ok_or_else(|| BlockApiError::BadIp(value.to_string()))?;
+            let ip = match ip {
+                std::net::IpAddr::V6(v6) => v6
+                    .to_ipv4_mapped()
+                    .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+                v4 => v4,
+            };
+            return Ok(ScopeKey::new("ip", ip.to_string()));
+        }
+        Ok(ScopeKey::new(scope_type, value))
+    }
+
+    /// Blocks a scope (`ttl = None`: permanent); emits `block_applied`.
+    pub fn block(&self, req: &ManualBlock) -> Result<BlockEntry, BlockApiError> {
+        let scope = self.scope_key(&req.scope_type, &req.value)?;
+        if req.ttl.is_none() && scope.scope() == "ip" {
+            tracing::warn!(
+                value = scope.value(),
+                "permanent block on an ip: everyone behind that address is locked out"
+            );
+        }
+        let mut metadata = req.metadata.clone().unwrap_or_default();
+        if let Some(actor) = req.actor.as_ref().filter(|a| !a.is_empty()) {
+            metadata.insert("actor".into(), Value::String(actor.clone()));
+        }
+        let new = NewBlock {
+            scope,
+            reason: req.reason.clone(),
+            rule_name: req.rule_name.clone().unwrap_or_else(|| "manual".into()),
+            status_code: req.status_code.unwrap_or(self.config.status_code),
+            message: req
+                .message
+                .clone()
+                .unwrap_or_else(|| self.config.message.clone()),
+            ttl: req.ttl,
+            metadata,
+        };
+        Ok(self.enforcer.write_block(&new)?)
+    }
+
+    /// Removes a scope's blocks from every tier; emits `block_revoked` when
+    /// something was removed.
+    pub fn unblock(
+        &self,
+        scope_type: &str,
+        value: &str,
+        reason: &str,
+        revoked_by: &str,
+    ) -> Result<usize, BlockApiError> {
+        let scope = self.scope_key(scope_type, value)?;
+        let removed = self.blocks.unblock(&scope, reason, revoked_by)?;
+        if removed > 0 {
+            self.emitter.emit(
+                EnforcementEvent::new(EventType::BlockRevoked, self.clock.now_ns())
+                    .attr("scope.type", scope.scope())
+                    .attr("scope.value", scope.value())
+                    .attr("enforcement.revoked_by", revoked_by)
+                    .attr("enforcement.reason", reason),
+            );
+        }
+        Ok(removed)
+    }
+
+    /// The active entry of a scope, if any.
+    pub fn is_blocked(
+        &self,
+        scope_type: &str,
+        value: &str,
+    ) -> Result<Option<BlockEntry>, BlockApiError> {
+        let scope = self.scope_key(scope_type, value)?;
+        Ok(self.blocks.get_active(&scope)?)
+    }
+
+    /// Active permanent blocks.
+    pub fn list_active_blocks(
+        &self,
+        scope_type: Option<&str>,
+    ) -> Result<Vec<BlockEntry>, BlockApiError> {
+        Ok(self.blocks.active_blocks(scope_type)?)
+    }
+
+    /// Active temporary blocks with their expiry (a SCAN on Redis: for
+    /// operator tooling, never the request path).
+    pub fn list_temp_blocks(
+        &self,
+        scope_type: Option<&str>,
+    ) -> Result<Vec<BlockEntry>, BlockApiError> {
+        Ok(self.blocks.active_temp_blocks(scope_type)?)
+    }
+
+    /// Flushes the event sink.
+    pub fn flush(&self) {
+        self.emitter.flush();
+    }
+}
+
+/// The synthetic `audit.http.request.pre` event of a request.
+pub fn synthetic_event(
+    request: &RequestView<'_>,
+    ip: Option<&str>,
+) -> Result<AuditEvent, sec_audit_core::EventError> {
+    let mut attrs = Map::new();
+    let mut put = |k: &str, v: Option<&str>| {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            attrs.insert(k.to_string(), Value::String(v.to_string()));
+        }
+    };
+    put("url.path", Some(&request.path));
+    put("http.request.method", Some(&request.method));
+    put("source.address", ip);
+    put("user.id", request.user_id.as_deref());
+    put("session.id", request.session_id.as_deref());
+    put("request_id", request.request_id.as_deref());
+    if let Some(body) = &request.body {
+        attrs.insert(
+            "request.body".into(),
+            Value::Object(body.clone().into_owned()),
+        );
+    }
+    AuditEvent::new(INGRESS_EVENT_TYPE, attrs)
+}
