@@ -1,0 +1,213 @@
+//! Connection settings for the Redis and Postgres backends.
+//!
+//! Building a config or a store from it never opens a connection: stores
+//! connect lazily, on their first command, so configuration validation and
+//! `check` work while the servers are down.
+
+use std::time::Duration;
+
+use crate::block::StoreError;
+
+/// The default Redis key namespace.
+pub const DEFAULT_KEY_PREFIX: &str = "sec_audit";
+
+/// Redis connection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]` (or `redis+unix://`).
+    pub url: String,
+    /// Every key this crate writes starts with `{key_prefix}:`.
+    pub key_prefix: String,
+    /// Bound on opening a connection (TCP connect + handshake), and on how
+    /// long a caller waits for a pooled connection.
+    pub connect_timeout: Duration,
+    /// Read and write timeout of every command on an open connection.
+    pub command_timeout: Duration,
+    /// Maximum number of pooled connections.
+    pub pool_size: u32,
+}
+
+impl RedisConfig {
+    /// Defaults: prefix `sec_audit`, connect timeout 1 s, command timeout
+    /// 1 s, 16 connections.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            key_prefix: DEFAULT_KEY_PREFIX.to_string(),
+            connect_timeout: Duration::from_secs(1),
+            command_timeout: Duration::from_secs(1),
+            pool_size: 16,
+        }
+    }
+
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    pub fn with_pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Checks the settings without connecting.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.key_prefix.is_empty() {
+            return Err(StoreError::Invalid("redis key_prefix must not be empty".into()));
+        }
+        check_common(self.connect_timeout, self.command_timeout, self.pool_size, "redis")?;
+        redis::Client::open(self.url.as_str())
+            .map(|_| ())
+            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))
+    }
+}
+
+/// Postgres connection settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// A libpq connection string: `postgres://user@host:port/db?…` or
+    /// `host=… dbname=…`. `connect_timeout` is added when absent.
+    pub url: String,
+    /// Bound on opening a connection (libpq rounds it up to whole seconds,
+    /// 2 s at least) and on how long a caller waits for a pooled connection.
+    pub connect_timeout: Duration,
+    /// `statement_timeout` set on every connection.
+    pub statement_timeout: Duration,
+    /// Maximum number of pooled connections.
+    pub pool_size: u32,
+    /// When set, `SET search_path TO …` on every connection (the table and
+    /// diesel's migration bookkeeping then live in that schema).
+    pub search_path: Option<String>,
+}
+
+impl PostgresConfig {
+    /// Defaults: connect timeout 2 s, statement timeout 2 s, 8 connections,
+    /// the server's search path.
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresConfig {
+            url: url.into(),
+            connect_timeout: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(2),
+            pool_size: 8,
+            search_path: None,
+        }
+    }
+
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    pub fn with_statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
+    pub fn with_pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    pub fn with_search_path(mut self, schema: impl Into<String>) -> Self {
+        self.search_path = Some(schema.into());
+        self
+    }
+
+    /// Checks the settings without connecting.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.url.trim().is_empty() {
+            return Err(StoreError::Invalid("postgres url must not be empty".into()));
+        }
+        check_common(self.connect_timeout, self.statement_timeout, self.pool_size, "postgres")?;
+        if let Some(s) = &self.search_path {
+            if s.is_empty() || s.contains('"') || s.contains('\0') {
+                return Err(StoreError::Invalid("postgres search_path: empty or contains a quote".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URL with `connect_timeout` added when it names none.
+    pub(crate) fn url_with_connect_timeout(&self) -> String {
+        if self.url.contains("connect_timeout") {
+            return self.url.clone();
+        }
+        let secs = self.connect_timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let url = self.url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}connect_timeout={secs}")
+        } else {
+            format!("{url} connect_timeout={secs}")
+        }
+    }
+}
+
+fn check_common(connect: Duration, command: Duration, pool_size: u32, what: &str) -> Result<(), StoreError> {
+    if connect.is_zero() || command.is_zero() {
+        return Err(StoreError::Invalid(format!("{what} timeouts must be > 0")));
+    }
+    if pool_size == 0 {
+        return Err(StoreError::Invalid(format!("{what} pool_size must be > 0")));
+    }
+    Ok(())
+}
+
+/// Settings of the tiered store's Redis side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TieredOptions {
+    /// TTL (seconds) of a permanent entry cached in Redis.
+    pub permanent_cache_ttl: u64,
+    /// TTL (seconds) of the mirror of active permanent bans. When it lapses
+    /// the next lookup rebuilds the mirror from Postgres.
+    pub mirror_ttl: u64,
+}
+
+impl Default for TieredOptions {
+    /// `permanent_cache_ttl` 3600 s, `mirror_ttl` 86 400 s.
+    fn default() -> Self {
+        TieredOptions {
+            permanent_cache_ttl: 3600,
+            mirror_ttl: 86_400,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_validate_without_connecting() {
+        assert!(RedisConfig::new("redis://127.0.0.1:1").validate().is_ok());
+        assert!(RedisConfig::new("nope://x").validate().is_err());
+        assert!(RedisConfig::new("redis://x").with_key_prefix("").validate().is_err());
+        assert!(RedisConfig::new("redis://x").with_pool_size(0).validate().is_err());
+        assert!(RedisConfig::new("redis://x").with_command_timeout(Duration::ZERO).validate().is_err());
+        assert!(PostgresConfig::new("postgres://u@h/db").validate().is_ok());
+        assert!(PostgresConfig::new("").validate().is_err());
+        assert!(PostgresConfig::new("postgres://h").with_search_path("a\"b").validate().is_err());
+    }
+
+    #[test]
+    fn connect_timeout_is_added_to_the_url() {
+        let c = PostgresConfig::new("postgres://u@h/db").with_connect_timeout(Duration::from_millis(1500));
+        assert_eq!(c.url_with_connect_timeout(), "postgres://u@h/db?connect_timeout=2");
+        let c = PostgresConfig::new("postgres://u@h/db?sslmode=disable");
+        assert_eq!(c.url_with_connect_timeout(), "postgres://u@h/db?sslmode=disable&connect_timeout=2");
+        let c = PostgresConfig::new("host=h dbname=d");
+        assert_eq!(c.url_with_connect_timeout(), "host=h dbname=d connect_timeout=2");
+        let c = PostgresConfig::new("postgres://h/d?connect_timeout=9");
+        assert_eq!(c.url_with_connect_timeout(), "postgres://h/d?connect_timeout=9");
+    }
+}

@@ -1,0 +1,508 @@
+//! The Postgres block store: the durable source of truth for permanent
+//! blocks (stores.md, "Postgres (diesel)").
+//!
+//! - Table `permanent_blocks`, created by the embedded migrations, which run
+//!   only when [`PostgresBlockStore::run_migrations`] is called.
+//! - One active row per scope (partial unique index); a ban is an
+//!   `INSERT … ON CONFLICT … DO UPDATE` on that index, so concurrent bans of
+//!   one scope converge on one row without an error.
+//! - Revocation is a soft delete (`revoked_at`, `revoked_by`,
+//!   `revoked_reason`); a revoked scope can be banned again.
+//! - Connections come from an r2d2 pool that connects lazily; every
+//!   connection gets a `statement_timeout` (and optionally a `search_path`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{Array, BigInt, Double, Jsonb, Nullable, SmallInt, Text};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use sec_audit_core::Clock;
+use sec_audit_rules::ScopeKey;
+use serde_json::{Map, Value};
+
+use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError};
+use crate::config::PostgresConfig;
+use crate::stats::{Counters, StoreStats};
+
+/// The crate's migrations, embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Key of the advisory lock that serializes concurrent migration runs.
+const MIGRATION_LOCK: i64 = 0x5EC_A0D1_7000;
+
+/// Column limits of `permanent_blocks`, in characters.
+const MAX_SCOPE_TYPE: usize = 32;
+const MAX_SCOPE_VALUE: usize = 255;
+const MAX_TEXT: usize = 255;
+const MAX_NAME: usize = 128;
+
+#[derive(Debug)]
+struct ManagerError(String);
+
+impl std::fmt::Display for ManagerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ManagerError {}
+
+struct Manager {
+    url: String,
+    setup_sql: String,
+    generation: Arc<AtomicU64>,
+}
+
+struct PooledConn {
+    conn: PgConnection,
+    generation: u64,
+    poisoned: bool,
+    uses: u64,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PooledConn;
+    type Error = ManagerError;
+
+    fn connect(&self) -> Result<PooledConn, ManagerError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut conn = PgConnection::establish(&self.url).map_err(|e| ManagerError(e.to_string()))?;
+        conn.batch_execute(&self.setup_sql)
+            .map_err(|e| ManagerError(format!("connection set-up: {e}")))?;
+        Ok(PooledConn {
+            conn,
+            generation,
+            poisoned: false,
+            uses: 0,
+        })
+    }
+
+    /// No I/O: a checkout costs no query.
+    fn is_valid(&self, c: &mut PooledConn) -> Result<(), ManagerError> {
+        if c.poisoned || c.generation < self.generation.load(Ordering::Acquire) {
+            return Err(ManagerError("stale pooled connection".into()));
+        }
+        Ok(())
+    }
+
+    fn has_broken(&self, c: &mut PooledConn) -> bool {
+        c.poisoned || c.generation < self.generation.load(Ordering::Acquire)
+    }
+}
+
+enum Failure {
+    Diesel(DieselError),
+    Other(String),
+}
+
+impl From<DieselError> for Failure {
+    fn from(e: DieselError) -> Self {
+        Failure::Diesel(e)
+    }
+}
+
+impl Failure {
+    fn connection_lost(&self) -> bool {
+        matches!(
+            self,
+            Failure::Diesel(DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _
+            ))
+        )
+    }
+
+    fn into_store(self) -> StoreError {
+        match self {
+            Failure::Diesel(e) => {
+                let msg = e.to_string();
+                if msg.contains("statement timeout") {
+                    StoreError::Timeout(format!("postgres: {msg}"))
+                } else {
+                    StoreError::Postgres(msg)
+                }
+            }
+            Failure::Other(msg) => StoreError::Postgres(msg),
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    scope_type: String,
+    #[diesel(sql_type = Text)]
+    scope_value: String,
+    #[diesel(sql_type = Text)]
+    reason: String,
+    #[diesel(sql_type = Text)]
+    rule_name: String,
+    #[diesel(sql_type = SmallInt)]
+    status_code: i16,
+    #[diesel(sql_type = Text)]
+    message: String,
+    #[diesel(sql_type = Jsonb)]
+    metadata: Value,
+    #[diesel(sql_type = Double)]
+    created_at: f64,
+    #[diesel(sql_type = Nullable<Double>)]
+    expires_at: Option<f64>,
+    #[diesel(sql_type = Nullable<Double>)]
+    revoked_at: Option<f64>,
+}
+
+impl Row {
+    fn into_entry(self) -> BlockEntry {
+        let metadata = match self.metadata {
+            Value::Object(m) => m,
+            other => {
+                tracing::warn!(scope_type = %self.scope_type, kind = ?other, "permanent block metadata is not an object; ignored");
+                Map::new()
+            }
+        };
+        BlockEntry {
+            status_code: u16::try_from(self.status_code).unwrap_or(429),
+            scope_type: self.scope_type,
+            scope_value: self.scope_value,
+            reason: self.reason,
+            rule_name: self.rule_name,
+            message: self.message,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            metadata,
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct KeyRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    scope_type: String,
+    #[diesel(sql_type = Text)]
+    scope_value: String,
+}
+
+const COLS: &str = "scope_type, scope_value, reason, rule_name, status_code, message, metadata, \
+    extract(epoch from created_at)::float8 AS created_at, \
+    extract(epoch from expires_at)::float8 AS expires_at, \
+    extract(epoch from revoked_at)::float8 AS revoked_at";
+
+/// Active = not revoked and not past a (normally absent) `expires_at`.
+const ACTIVE: &str = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > to_timestamp($1))";
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// The Postgres tier.
+#[derive(Clone)]
+pub struct PostgresBlockStore {
+    pool: r2d2::Pool<Manager>,
+    generation: Arc<AtomicU64>,
+    stats: Arc<Counters>,
+    clock: Arc<dyn Clock>,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresBlockStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBlockStore").field("stats", &self.stats.snapshot()).finish()
+    }
+}
+
+impl PostgresBlockStore {
+    /// Builds the store and its pool without connecting. Fails only on
+    /// invalid settings.
+    pub fn new(config: &PostgresConfig, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        config.validate()?;
+        let mut setup_sql = format!("SET statement_timeout = {};", config.statement_timeout.as_millis().max(1));
+        if let Some(schema) = &config.search_path {
+            setup_sql.push_str(&format!(" SET search_path TO \"{schema}\";"));
+        }
+        let generation = Arc::new(AtomicU64::new(0));
+        let manager = Manager {
+            url: config.url_with_connect_timeout(),
+            setup_sql,
+            generation: generation.clone(),
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(config.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(config.connect_timeout)
+            .test_on_check_out(true)
+            .idle_timeout(Some(Duration::from_secs(300)))
+            .max_lifetime(Some(Duration::from_secs(1800)))
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(manager);
+        Ok(PostgresBlockStore {
+            pool,
+            generation,
+            stats: Counters::new(),
+            clock,
+            connect_timeout: config.connect_timeout,
+        })
+    }
+
+    /// Queries issued so far.
+    pub fn stats(&self) -> StoreStats {
+        self.stats.snapshot()
+    }
+
+    /// Runs `f` (which issues `queries` queries) on a pooled connection,
+    /// retrying once on a fresh connection when a reused one was dead.
+    fn with_conn<T>(&self, queries: u64, f: impl Fn(&mut PgConnection) -> Result<T, Failure>) -> Result<T, StoreError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut c = self.pool.get().map_err(|e| {
+                let msg = e.to_string();
+                let waited = self.connect_timeout.as_millis();
+                if msg.contains(": ") {
+                    StoreError::Postgres(format!("cannot connect within {waited} ms ({msg})"))
+                } else {
+                    StoreError::Pool(format!("postgres: no connection available within {waited} ms"))
+                }
+            })?;
+            let reused = c.uses > 0;
+            c.uses += 1;
+            self.stats.postgres(queries);
+            match f(&mut c.conn) {
+                Ok(v) => return Ok(v),
+                Err(failure) => {
+                    let lost = failure.connection_lost();
+                    // Whatever went wrong, do not hand this connection out
+                    // again: it may be broken or mid-transaction.
+                    c.poisoned = true;
+                    if lost && reused && attempt == 1 {
+                        self.generation.fetch_add(1, Ordering::AcqRel);
+                        tracing::debug!("postgres: pooled connection was dead, retrying on a fresh one");
+                        continue;
+                    }
+                    return Err(failure.into_store());
+                }
+            }
+        }
+    }
+
+    /// Applies the pending embedded migrations (under an advisory lock, so
+    /// concurrent callers do not race) and returns the versions applied by
+    /// this call. Never called implicitly.
+    pub fn run_migrations(&self) -> Result<Vec<String>, StoreError> {
+        self.with_conn(1, |conn| {
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+            let result = conn
+                .run_pending_migrations(MIGRATIONS)
+                .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
+                .map_err(|e| Failure::Other(format!("migrations: {e}")));
+            let unlocked = conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+            let applied = result?;
+            unlocked?;
+            Ok(applied)
+        })
+    }
+
+    /// Every migration version recorded as applied, oldest first.
+    pub fn applied_migrations(&self) -> Result<Vec<String>, StoreError> {
+        self.with_conn(1, |conn| {
+            let mut v: Vec<String> = conn
+                .applied_migrations()
+                .map_err(|e| Failure::Other(format!("migrations: {e}")))?
+                .iter()
+                .map(|m| m.to_string())
+                .collect();
+            v.sort();
+            Ok(v)
+        })
+    }
+
+    /// Names of embedded migrations not yet applied.
+    pub fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        self.with_conn(1, |conn| {
+            Ok(conn
+                .pending_migrations(MIGRATIONS)
+                .map_err(|e| Failure::Other(format!("migrations: {e}")))?
+                .iter()
+                .map(|m| m.name().to_string())
+                .collect())
+        })
+    }
+
+    /// Active scope keys (`scope_type:scope_value`) with `id > after`, in id
+    /// order, at most `limit`; with the last id seen. For rebuilding the
+    /// Redis mirror page by page.
+    pub(crate) fn active_keys_page(&self, after: i64, limit: i64) -> Result<(Vec<String>, Option<i64>), StoreError> {
+        let now = self.clock.now();
+        let rows: Vec<KeyRow> = self.with_conn(1, |conn| {
+            Ok(diesel::sql_query(format!(
+                "SELECT id, scope_type, scope_value FROM permanent_blocks WHERE {ACTIVE} AND id > $2 ORDER BY id LIMIT $3"
+            ))
+            .bind::<Double, _>(now)
+            .bind::<BigInt, _>(after)
+            .bind::<BigInt, _>(limit)
+            .load(conn)?)
+        })?;
+        let last = rows.last().map(|r| r.id);
+        Ok((
+            rows.into_iter().map(|r| ScopeKey::new(r.scope_type, r.scope_value).as_str().to_string()).collect(),
+            last,
+        ))
+    }
+}
+
+impl BlockStore for PostgresBlockStore {
+    /// Permanent blocks only: a block with a TTL is refused.
+    fn block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
+        new.validate()?;
+        if new.ttl.is_some() {
+            return Err(StoreError::Invalid("postgres stores permanent blocks only".into()));
+        }
+        let (scope_type, scope_value) = (new.scope.scope(), new.scope.value());
+        if scope_type.chars().count() > MAX_SCOPE_TYPE || scope_value.chars().count() > MAX_SCOPE_VALUE {
+            return Err(StoreError::Invalid(format!(
+                "scope type longer than {MAX_SCOPE_TYPE} or value longer than {MAX_SCOPE_VALUE} characters"
+            )));
+        }
+        let now = self.clock.now();
+        let metadata = Value::Object(new.metadata.clone());
+        let (reason, rule_name, message) = (
+            truncate(&new.reason, MAX_TEXT),
+            truncate(&new.rule_name, MAX_NAME),
+            truncate(&new.message, MAX_TEXT),
+        );
+        let status = i16::try_from(new.status_code).map_err(|_| StoreError::Invalid("status code".into()))?;
+        let row: Row = self.with_conn(1, |conn| {
+            Ok(diesel::sql_query(format!(
+                "INSERT INTO permanent_blocks \
+                   (scope_type, scope_value, reason, rule_name, status_code, message, metadata, created_at, expires_at) \
+                 VALUES ($2, $3, $4, $5, $6, $7, $8, to_timestamp($1), NULL) \
+                 ON CONFLICT (scope_type, scope_value) WHERE revoked_at IS NULL DO UPDATE SET \
+                   reason = EXCLUDED.reason, rule_name = EXCLUDED.rule_name, \
+                   status_code = EXCLUDED.status_code, message = EXCLUDED.message, \
+                   metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, expires_at = NULL \
+                 RETURNING {COLS}"
+            ))
+            .bind::<Double, _>(now)
+            .bind::<Text, _>(scope_type)
+            .bind::<Text, _>(scope_value)
+            .bind::<Text, _>(&reason)
+            .bind::<Text, _>(&rule_name)
+            .bind::<SmallInt, _>(status)
+            .bind::<Text, _>(&message)
+            .bind::<Jsonb, _>(&metadata)
+            .get_result(conn)?)
+        })?;
+        Ok(row.into_entry())
+    }
+
+    /// Soft-revokes the active row; returns 1 when one was revoked.
+    fn unblock(&self, scope: &ScopeKey, reason: &str, revoked_by: &str) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let (reason, revoked_by) = (truncate(reason, MAX_TEXT), truncate(revoked_by, MAX_NAME));
+        self.with_conn(1, |conn| {
+            Ok(diesel::sql_query(
+                "UPDATE permanent_blocks SET revoked_at = to_timestamp($1), revoked_by = $4, revoked_reason = $5 \
+                 WHERE scope_type = $2 AND scope_value = $3 AND revoked_at IS NULL",
+            )
+            .bind::<Double, _>(now)
+            .bind::<Text, _>(scope.scope())
+            .bind::<Text, _>(scope.value())
+            .bind::<Text, _>(&revoked_by)
+            .bind::<Text, _>(&reason)
+            .execute(conn)?)
+        })
+    }
+
+    fn get_active(&self, scope: &ScopeKey) -> Result<Option<BlockEntry>, StoreError> {
+        self.first_active(std::slice::from_ref(scope))
+    }
+
+    /// One query over every candidate.
+    fn first_active(&self, scopes: &[ScopeKey]) -> Result<Option<BlockEntry>, StoreError> {
+        if scopes.is_empty() {
+            return Ok(None);
+        }
+        let now = self.clock.now();
+        let types: Vec<&str> = scopes.iter().map(|s| s.scope()).collect();
+        let values: Vec<&str> = scopes.iter().map(|s| s.value()).collect();
+        let rows: Vec<Row> = self.with_conn(1, |conn| {
+            Ok(diesel::sql_query(format!(
+                "SELECT {COLS} FROM permanent_blocks WHERE {ACTIVE} \
+                 AND (scope_type, scope_value) IN (SELECT * FROM unnest($2::text[], $3::text[]))"
+            ))
+            .bind::<Double, _>(now)
+            .bind::<Array<Text>, _>(&types)
+            .bind::<Array<Text>, _>(&values)
+            .load(conn)?)
+        })?;
+        let mut entries: Vec<BlockEntry> = rows.into_iter().map(Row::into_entry).collect();
+        Ok(scopes.iter().find_map(|s| {
+            let i = entries
+                .iter()
+                .position(|e| e.scope_type == s.scope() && e.scope_value == s.value())?;
+            Some(entries.swap_remove(i))
+        }))
+    }
+
+    fn active_blocks(&self, scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError> {
+        let now = self.clock.now();
+        let rows: Vec<Row> = self.with_conn(1, |conn| {
+            Ok(diesel::sql_query(format!(
+                "SELECT {COLS} FROM permanent_blocks WHERE {ACTIVE} \
+                 AND ($2::text IS NULL OR scope_type = $2) ORDER BY scope_type, scope_value"
+            ))
+            .bind::<Double, _>(now)
+            .bind::<Nullable<Text>, _>(scope_type)
+            .load(conn)?)
+        })?;
+        Ok(rows.into_iter().map(Row::into_entry).collect())
+    }
+
+    /// Postgres holds no temporary blocks.
+    fn active_temp_blocks(&self, _scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError> {
+        Ok(Vec::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate("héllo", 2), "hé");
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("", 0), "");
+    }
+
+    #[test]
+    fn building_the_store_does_not_connect() {
+        let s = PostgresBlockStore::new(
+            &PostgresConfig::new("postgres://nobody@127.0.0.1:1/none"),
+            Arc::new(sec_audit_core::SystemClock),
+        )
+        .unwrap();
+        assert_eq!(s.stats(), StoreStats::default());
+        let ttl = NewBlock {
+            scope: ScopeKey::new("ip", "1.1.1.1"),
+            reason: String::new(),
+            rule_name: String::new(),
+            status_code: 429,
+            message: String::new(),
+            ttl: Some(5),
+            metadata: Map::new(),
+        };
+        assert!(matches!(s.block(&ttl), Err(StoreError::Invalid(_))));
+        assert_eq!(s.stats().postgres_queries, 0);
+    }
+}
