@@ -12,6 +12,8 @@ pub mod request;
 pub mod rules;
 pub mod runtime;
 pub mod stores;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use check::{check, Finding, Level};
 pub use config::{Config, ConfigError, PluginEntry, RuleEntry};

@@ -1,0 +1,96 @@
+//! The configuration check: W001–W005 (W004 needs a live Redis and is
+//! covered with the store tests) and E001.
+
+use sec_audit_enforce::check::has_errors;
+use sec_audit_enforce::{check, Config, Level};
+
+fn ids(toml: &str) -> Vec<&'static str> {
+    let config = Config::from_toml_str(toml).expect("parses");
+    check(&config).into_iter().map(|f| f.id).collect()
+}
+
+#[test]
+fn a_clean_configuration_has_no_findings() {
+    assert!(ids("").is_empty());
+    assert!(ids("enabled = true\nredis_url = \"redis://127.0.0.1:6379\"\n[[rules]]\nbuiltin = \"brute_force_login\"").is_empty());
+}
+
+#[test]
+fn w001_enabled_without_redis() {
+    assert_eq!(ids("enabled = true"), vec!["W001"]);
+}
+
+#[test]
+fn w002_fail_closed_paths() {
+    assert_eq!(ids("fail_closed_paths = [\"^/admin\"]"), vec!["W002"]);
+}
+
+#[test]
+fn w003_permanent_block_on_ip() {
+    let toml = "[[rules]]\nbuiltin = \"brute_force_login\"\n[rule_actions]\nbrute_force_login = { action = \"persist_block\", scopes = [\"ip\"] }";
+    assert_eq!(ids(toml), vec!["W003"]);
+    let gated = "block_severity = 5\n[[rules]]\nbuiltin = \"brute_force_login\"\n[rule_actions]\nbrute_force_login = { action = \"block\", scopes = [\"ip\", \"user\"] }";
+    assert_eq!(ids(gated), vec!["W003"]);
+    // Without a severity gate `block` is temporary: no warning.
+    let temp = "[[rules]]\nbuiltin = \"brute_force_login\"\n[rule_actions]\nbrute_force_login = { action = \"block\", scopes = [\"ip\"] }";
+    assert!(ids(temp).is_empty());
+    // Permanent on user and session is fine.
+    let users = "[[rules]]\nbuiltin = \"brute_force_login\"\n[rule_actions]\nbrute_force_login = { action = \"persist_block\", scopes = [\"user\"] }";
+    assert!(ids(users).is_empty());
+}
+
+#[test]
+fn w005_entries_naming_no_registered_rule() {
+    let toml = "[[rules]]\nbuiltin = \"brute_force_login\"\n[rule_actions]\nghost = \"alert\"\n[block_rules]\nrepeated_route = 60";
+    let findings = check(&Config::from_toml_str(toml).unwrap());
+    let w005: Vec<&str> = findings
+        .iter()
+        .filter(|f| f.id == "W005")
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(w005.len(), 2);
+    assert!(w005[0].contains("rule_actions.ghost"));
+    assert!(w005[1].contains("block_rules.repeated_route"));
+}
+
+#[test]
+fn e001_anything_validation_rejects() {
+    let bad_rule =
+        Config::from_toml_str("[[rules]]\nbuiltin = \"brute_force_login\"\nthreshold = -1")
+            .unwrap();
+    let f = check(&bad_rule);
+    assert!(has_errors(&f));
+    assert_eq!(f[0].id, "E001");
+    assert_eq!(f[0].level, Level::Error);
+    assert!(
+        f[0].message.contains("brute_force_login") && f[0].message.contains("threshold"),
+        "{}",
+        f[0]
+    );
+    let dup = Config::from_toml_str(
+        "[[rules]]\nbuiltin = \"brute_force_login\"\n[[rules]]\nbuiltin = \"brute_force_login\"",
+    )
+    .unwrap();
+    assert!(check(&dup)
+        .iter()
+        .any(|f| f.id == "E001" && f.message.contains("twice")));
+    let unknown = Config::from_toml_str("[[rules]]\nbuiltin = \"brute_force_logon\"").unwrap();
+    assert!(check(&unknown)
+        .iter()
+        .any(|f| f.id == "E001" && f.message.contains("brute_force_logon")));
+    // A configuration built in code is checked the same way.
+    let config = Config {
+        status_code: 700,
+        ..Config::default()
+    };
+    assert!(check(&config)
+        .iter()
+        .any(|f| f.id == "E001" && f.message.contains("status_code")));
+}
+
+#[test]
+fn findings_print_as_one_line_each() {
+    let f = check(&Config::from_toml_str("enabled = true").unwrap());
+    assert_eq!(f[0].to_string().lines().count(), 1);
+    assert!(f[0].to_string().starts_with("W001 warning: "));
+}

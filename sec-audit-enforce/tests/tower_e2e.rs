@@ -1,0 +1,107 @@
+//! End to end over real HTTP on loopback: the example axum application
+//! behind the sec-audit layer. Repeated failed logins from one address get
+//! 429 from then on; other addresses still get through; the JSONL trail
+//! holds the `block_applied` and `blocked` records.
+
+#[path = "../examples/axum_login/app.rs"]
+mod app;
+mod common;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::SharedBuf;
+use sec_audit_enforce::{Config, Runtime, Sink};
+use socket2::{Domain, Socket, Type};
+
+/// One HTTP/1.1 request from the given loopback source address; returns the
+/// status code and body.
+fn http(from: &str, server: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let local: SocketAddr = format!("{from}:0").parse().expect("source address");
+    socket
+        .bind(&local.into())
+        .expect("bind to a loopback source address");
+    socket.connect(&server.into()).expect("connect");
+    let mut stream: std::net::TcpStream = socket.into();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(req.as_bytes()).expect("write");
+    let mut out = String::new();
+    stream.read_to_string(&mut out).expect("read");
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn attacker_is_blocked_over_http_and_the_trail_records_it() {
+    let config = Config::from_file(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/axum_login/sec-audit.toml"
+    )))
+    .expect("example config loads");
+    let trail = SharedBuf::default();
+    let runtime = Arc::new(
+        Runtime::builder(config)
+            .sink(Sink::Writer(Box::new(trail.clone())))
+            .build()
+            .expect("runtime builds"),
+    );
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let server = listener.local_addr().expect("addr");
+    rt.spawn(async move {
+        axum::serve(
+            listener,
+            app::router(runtime).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+
+    let attacker = "127.0.0.2";
+    let user = "127.0.0.3";
+    let wrong = r#"{"username":"alice","password":"guess"}"#;
+    for i in 1..=5 {
+        let (status, _) = http(attacker, server, "POST", "/login", wrong);
+        assert_eq!(status, 401, "failed login {i} reaches the app");
+    }
+    for _ in 0..3 {
+        let (status, body) = http(attacker, server, "GET", "/", "");
+        assert_eq!(status, 429);
+        assert_eq!(body, "Request blocked by audit enforcement policy");
+    }
+    let right = format!(r#"{{"username":"alice","password":"{}"}}"#, app::PASSWORD);
+    assert_eq!(
+        http(attacker, server, "POST", "/login", &right).0,
+        429,
+        "even the right password"
+    );
+    assert_eq!(http(user, server, "GET", "/", "").0, 200);
+    assert_eq!(http(user, server, "POST", "/login", &right).0, 200);
+
+    let records = trail.records();
+    let applied = trail.of("audit.enforcement.block_applied");
+    assert_eq!(applied.len(), 1, "{records:?}");
+    assert_eq!(applied[0]["attributes"]["scope.type"], "ip");
+    assert_eq!(applied[0]["attributes"]["scope.value"], attacker);
+    assert_eq!(
+        applied[0]["attributes"]["security_rule.name"],
+        "brute_force_login"
+    );
+    let blocked = trail.of("audit.enforcement.blocked");
+    assert_eq!(blocked.len(), 4);
+    assert!(blocked
+        .iter()
+        .all(|r| r["attributes"]["scope.value"] == attacker
+            && r["attributes"]["http.response.status_code"] == 429));
+}
