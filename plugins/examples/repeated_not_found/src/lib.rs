@@ -1,0 +1,104 @@
+//! `repeated_not_found` — an example sec-audit plugin rule (counter-based).
+//!
+//! One source IP producing many 404 responses within a window is probing
+//! for paths that do not exist (a scanner, a forced-browsing tool). The rule
+//! counts `http.response.client_error` events with status 404 per source IP
+//! in a fixed window and matches at `threshold` or more.
+//!
+//! Configuration (`[rules.config]`):
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `threshold` | 10 | 404s from one IP within the window that make a match |
+//! | `window_seconds` | 60 | the counting window (fixed: later hits do not extend it) |
+//! | `severity` | 5 | 1–10 |
+//! | `message` | "Repeated 404 responses from one source IP" | |
+//! | `tags` | `["http", "scan"]` | |
+//! | `decision` | none | a suggestion only; `rule_actions` decides |
+
+use sec_audit_plugin_sdk::serde_json::{Map, Value};
+use sec_audit_plugin_sdk::{
+    export_rules, ConfigError, Context, Decision, Event, PluginConfig, PluginMatch, PluginRule,
+    RuleError,
+};
+
+/// The rule's name: what `rule_actions` and the emitted events key on.
+pub const NAME: &str = "repeated_not_found";
+
+pub struct RepeatedNotFound {
+    threshold: i64,
+    window_seconds: u64,
+    severity: u8,
+    message: String,
+    tags: Vec<String>,
+    decision: Option<Decision>,
+    event_types: Vec<String>,
+}
+
+impl RepeatedNotFound {
+    pub fn from_config(config: &PluginConfig) -> Result<Self, ConfigError> {
+        let p = config.params(NAME);
+        let rule = RepeatedNotFound {
+            threshold: p.integer("threshold", 10, 1)? as i64,
+            window_seconds: p.seconds("window_seconds", 60)?,
+            severity: p.severity(5)?,
+            message: p.string("message", "Repeated 404 responses from one source IP")?,
+            tags: p.tags(&["http", "scan"])?,
+            decision: p.decision(None)?,
+            event_types: vec!["http.response.client_error".to_string()],
+        };
+        p.finish()?;
+        Ok(rule)
+    }
+}
+
+impl PluginRule for RepeatedNotFound {
+    fn name(&self) -> &str {
+        NAME
+    }
+    fn severity(&self) -> u8 {
+        self.severity
+    }
+    fn event_types(&self) -> &[String] {
+        &self.event_types
+    }
+
+    fn evaluate(
+        &self,
+        event: &Event<'_>,
+        ctx: &Context<'_>,
+    ) -> Result<Option<PluginMatch>, RuleError> {
+        if event.status_code() != 404 {
+            return Ok(None);
+        }
+        let ip = event.srcip();
+        let ip = ip.trim();
+        if ip.is_empty() {
+            return Ok(None);
+        }
+        let key = format!("{NAME}:{ip}");
+        let count = ctx.counters.incr(&key, 1, Some(self.window_seconds));
+        if count < self.threshold {
+            return Ok(None);
+        }
+        let mut meta = Map::new();
+        meta.insert("not_found_count".into(), Value::from(count));
+        meta.insert("window_seconds".into(), Value::from(self.window_seconds));
+        let path = event.path();
+        if !path.is_empty() {
+            meta.insert("last_path".into(), Value::String(path.into_owned()));
+        }
+        Ok(Some(
+            PluginMatch::new(self, self.message.clone())
+                .with_decision(self.decision)
+                .with_tags(self.tags.iter().cloned())
+                .with_metadata(meta),
+        ))
+    }
+}
+
+fn make_rules(config: &PluginConfig) -> Result<Vec<Box<dyn PluginRule>>, ConfigError> {
+    Ok(vec![Box::new(RepeatedNotFound::from_config(config)?)])
+}
+
+export_rules!(make_rules);

@@ -1,0 +1,29 @@
+//! A harmless rule built against a build of the SDK that claims another interface version (feature test-bumped-abi-version). The host must refuse to load it.
+
+use sec_audit_plugin_sdk::{
+    export_rules, ConfigError, Context, Event, PluginConfig, PluginMatch, PluginRule, RuleError,
+};
+
+struct Harmless;
+
+impl PluginRule for Harmless {
+    fn name(&self) -> &str {
+        "other_sdk_version"
+    }
+    fn severity(&self) -> u8 {
+        5
+    }
+    fn evaluate(
+        &self,
+        _event: &Event<'_>,
+        _ctx: &Context<'_>,
+    ) -> Result<Option<PluginMatch>, RuleError> {
+        Ok(Some(PluginMatch::new(self, "should never run")))
+    }
+}
+
+fn make_rules(_config: &PluginConfig) -> Result<Vec<Box<dyn PluginRule>>, ConfigError> {
+    Ok(vec![Box::new(Harmless)])
+}
+
+export_rules!(make_rules);
