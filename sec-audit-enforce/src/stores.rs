@@ -1,13 +1,48 @@
 //! Picking the stores a configuration names: memory (the embedded default),
-//! Redis-only, or tiered (Redis + Postgres). Connections open lazily.
+//! Redis-only, or tiered (Redis + Postgres). Nothing connects here:
+//! connections open on first use, so validation and `check` work while the
+//! servers are down.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sec_audit_core::Clock;
 use sec_audit_rules::{Counters, HistoryStore, MemoryCounters, MemoryHistory};
-use sec_audit_store::{BlockStore, MemoryBlockStore};
+use sec_audit_store::{
+    BlockStore, MemoryBlockStore, PostgresBlockStore, PostgresConfig, RedisBlockStore, RedisConfig,
+    RedisCounters, RedisHistory, RedisPool, TieredBlockStore, TieredOptions,
+};
 
 use crate::config::Config;
+
+/// TTL of a "permanent" block in Redis-only mode (`permanent_tier_enabled =
+/// false` or no `database_url`): long-lived, but — like every key we write —
+/// not without a TTL. One year.
+pub const REDIS_ONLY_PERMANENT_TTL: u64 = 365 * 86_400;
+
+/// Which kind of stores a configuration selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In-process (single process only).
+    Memory,
+    /// Everything in Redis; permanent blocks as long-lived entries.
+    RedisOnly,
+    /// Temporary blocks in Redis, permanent bans in Postgres with a Redis
+    /// cache and membership mirror.
+    Tiered,
+}
+
+impl StoreKind {
+    pub fn of(config: &Config) -> StoreKind {
+        if config.redis_url.trim().is_empty() {
+            StoreKind::Memory
+        } else if config.permanent_tier_enabled && !config.database_url.trim().is_empty() {
+            StoreKind::Tiered
+        } else {
+            StoreKind::RedisOnly
+        }
+    }
+}
 
 /// The three kinds of state the runtime uses.
 #[derive(Clone)]
@@ -28,10 +63,49 @@ impl Stores {
     }
 }
 
-/// The stores `config` names.
+/// The Redis settings of a configuration.
+pub fn redis_config(config: &Config) -> RedisConfig {
+    RedisConfig::new(config.redis_url.trim())
+        .with_key_prefix(config.key_prefix.clone())
+        .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .with_command_timeout(Duration::from_millis(config.command_timeout_ms))
+}
+
+/// The Postgres settings of a configuration.
+pub fn postgres_config(config: &Config) -> PostgresConfig {
+    PostgresConfig::new(config.database_url.trim())
+        .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .with_statement_timeout(Duration::from_millis(config.command_timeout_ms))
+}
+
+/// The stores `config` names. Opens no connection.
 pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, String> {
-    if config.redis_url.trim().is_empty() {
+    let kind = StoreKind::of(config);
+    if kind == StoreKind::Memory {
+        if !config.database_url.trim().is_empty() {
+            return Err("database_url is set without redis_url: the permanent tier needs Redis for its cache".into());
+        }
         return Ok(Stores::memory(clock));
     }
-    Err("redis_url is set but this build has no Redis store".into())
+    let pool = RedisPool::new(&redis_config(config)).map_err(|e| format!("redis_url: {e}"))?;
+    let blocks: Arc<dyn BlockStore> = if kind == StoreKind::Tiered {
+        let pg = PostgresBlockStore::new(&postgres_config(config), Arc::clone(&clock))
+            .map_err(|e| format!("database_url: {e}"))?;
+        Arc::new(TieredBlockStore::new(
+            &pool,
+            pg,
+            clock,
+            TieredOptions {
+                permanent_cache_ttl: config.permanent_cache_ttl,
+                ..TieredOptions::default()
+            },
+        ))
+    } else {
+        Arc::new(RedisBlockStore::new(&pool, clock, REDIS_ONLY_PERMANENT_TTL))
+    };
+    Ok(Stores {
+        counters: Arc::new(RedisCounters::new(&pool)),
+        history: Arc::new(RedisHistory::new(&pool)),
+        blocks,
+    })
 }
