@@ -128,7 +128,12 @@ pub trait BlockStore: Send + Sync {
     fn block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError>;
     /// Removes the scope's blocks from every tier; returns how many entries
     /// were removed.
-    fn unblock(&self, scope: &ScopeKey, reason: &str, revoked_by: &str) -> Result<usize, StoreError>;
+    fn unblock(
+        &self,
+        scope: &ScopeKey,
+        reason: &str,
+        revoked_by: &str,
+    ) -> Result<usize, StoreError>;
     fn get_active(&self, scope: &ScopeKey) -> Result<Option<BlockEntry>, StoreError>;
     /// The first active entry among `scopes`, in the given order.
     fn first_active(&self, scopes: &[ScopeKey]) -> Result<Option<BlockEntry>, StoreError>;

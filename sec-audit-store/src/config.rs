@@ -25,11 +25,14 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     /// Maximum number of pooled connections.
     pub pool_size: u32,
+    /// After a failed connect, calls fail at once for this long instead of
+    /// each waiting `connect_timeout` (zero: never fail fast).
+    pub failure_backoff: Duration,
 }
 
 impl RedisConfig {
     /// Defaults: prefix `sec_audit`, connect timeout 1 s, command timeout
-    /// 1 s, 16 connections.
+    /// 1 s, 16 connections, failure back-off 1 s.
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
@@ -37,7 +40,13 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(1),
             command_timeout: Duration::from_secs(1),
             pool_size: 16,
+            failure_backoff: Duration::from_secs(1),
         }
+    }
+
+    pub fn with_failure_backoff(mut self, backoff: Duration) -> Self {
+        self.failure_backoff = backoff;
+        self
     }
 
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -63,9 +72,16 @@ impl RedisConfig {
     /// Checks the settings without connecting.
     pub fn validate(&self) -> Result<(), StoreError> {
         if self.key_prefix.is_empty() {
-            return Err(StoreError::Invalid("redis key_prefix must not be empty".into()));
+            return Err(StoreError::Invalid(
+                "redis key_prefix must not be empty".into(),
+            ));
         }
-        check_common(self.connect_timeout, self.command_timeout, self.pool_size, "redis")?;
+        check_common(
+            self.connect_timeout,
+            self.command_timeout,
+            self.pool_size,
+            "redis",
+        )?;
         redis::Client::open(self.url.as_str())
             .map(|_| ())
             .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))
@@ -88,11 +104,14 @@ pub struct PostgresConfig {
     /// When set, `SET search_path TO …` on every connection (the table and
     /// diesel's migration bookkeeping then live in that schema).
     pub search_path: Option<String>,
+    /// After a failed connect, calls fail at once for this long instead of
+    /// each waiting `connect_timeout` (zero: never fail fast).
+    pub failure_backoff: Duration,
 }
 
 impl PostgresConfig {
     /// Defaults: connect timeout 2 s, statement timeout 2 s, 8 connections,
-    /// the server's search path.
+    /// the server's search path, failure back-off 1 s.
     pub fn new(url: impl Into<String>) -> Self {
         PostgresConfig {
             url: url.into(),
@@ -100,7 +119,13 @@ impl PostgresConfig {
             statement_timeout: Duration::from_secs(2),
             pool_size: 8,
             search_path: None,
+            failure_backoff: Duration::from_secs(1),
         }
+    }
+
+    pub fn with_failure_backoff(mut self, backoff: Duration) -> Self {
+        self.failure_backoff = backoff;
+        self
     }
 
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
@@ -128,10 +153,17 @@ impl PostgresConfig {
         if self.url.trim().is_empty() {
             return Err(StoreError::Invalid("postgres url must not be empty".into()));
         }
-        check_common(self.connect_timeout, self.statement_timeout, self.pool_size, "postgres")?;
+        check_common(
+            self.connect_timeout,
+            self.statement_timeout,
+            self.pool_size,
+            "postgres",
+        )?;
         if let Some(s) = &self.search_path {
             if s.is_empty() || s.contains('"') || s.contains('\0') {
-                return Err(StoreError::Invalid("postgres search_path: empty or contains a quote".into()));
+                return Err(StoreError::Invalid(
+                    "postgres search_path: empty or contains a quote".into(),
+                ));
             }
         }
         Ok(())
@@ -153,7 +185,12 @@ impl PostgresConfig {
     }
 }
 
-fn check_common(connect: Duration, command: Duration, pool_size: u32, what: &str) -> Result<(), StoreError> {
+fn check_common(
+    connect: Duration,
+    command: Duration,
+    pool_size: u32,
+    what: &str,
+) -> Result<(), StoreError> {
     if connect.is_zero() || command.is_zero() {
         return Err(StoreError::Invalid(format!("{what} timeouts must be > 0")));
     }
@@ -191,23 +228,48 @@ mod tests {
     fn configs_validate_without_connecting() {
         assert!(RedisConfig::new("redis://127.0.0.1:1").validate().is_ok());
         assert!(RedisConfig::new("nope://x").validate().is_err());
-        assert!(RedisConfig::new("redis://x").with_key_prefix("").validate().is_err());
-        assert!(RedisConfig::new("redis://x").with_pool_size(0).validate().is_err());
-        assert!(RedisConfig::new("redis://x").with_command_timeout(Duration::ZERO).validate().is_err());
+        assert!(RedisConfig::new("redis://x")
+            .with_key_prefix("")
+            .validate()
+            .is_err());
+        assert!(RedisConfig::new("redis://x")
+            .with_pool_size(0)
+            .validate()
+            .is_err());
+        assert!(RedisConfig::new("redis://x")
+            .with_command_timeout(Duration::ZERO)
+            .validate()
+            .is_err());
         assert!(PostgresConfig::new("postgres://u@h/db").validate().is_ok());
         assert!(PostgresConfig::new("").validate().is_err());
-        assert!(PostgresConfig::new("postgres://h").with_search_path("a\"b").validate().is_err());
+        assert!(PostgresConfig::new("postgres://h")
+            .with_search_path("a\"b")
+            .validate()
+            .is_err());
     }
 
     #[test]
     fn connect_timeout_is_added_to_the_url() {
-        let c = PostgresConfig::new("postgres://u@h/db").with_connect_timeout(Duration::from_millis(1500));
-        assert_eq!(c.url_with_connect_timeout(), "postgres://u@h/db?connect_timeout=2");
+        let c = PostgresConfig::new("postgres://u@h/db")
+            .with_connect_timeout(Duration::from_millis(1500));
+        assert_eq!(
+            c.url_with_connect_timeout(),
+            "postgres://u@h/db?connect_timeout=2"
+        );
         let c = PostgresConfig::new("postgres://u@h/db?sslmode=disable");
-        assert_eq!(c.url_with_connect_timeout(), "postgres://u@h/db?sslmode=disable&connect_timeout=2");
+        assert_eq!(
+            c.url_with_connect_timeout(),
+            "postgres://u@h/db?sslmode=disable&connect_timeout=2"
+        );
         let c = PostgresConfig::new("host=h dbname=d");
-        assert_eq!(c.url_with_connect_timeout(), "host=h dbname=d connect_timeout=2");
+        assert_eq!(
+            c.url_with_connect_timeout(),
+            "host=h dbname=d connect_timeout=2"
+        );
         let c = PostgresConfig::new("postgres://h/d?connect_timeout=9");
-        assert_eq!(c.url_with_connect_timeout(), "postgres://h/d?connect_timeout=9");
+        assert_eq!(
+            c.url_with_connect_timeout(),
+            "postgres://h/d?connect_timeout=9"
+        );
     }
 }

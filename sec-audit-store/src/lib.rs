@@ -9,6 +9,7 @@
 
 pub mod block;
 pub mod config;
+mod failfast;
 pub mod memory;
 pub mod postgres;
 pub mod redis_block;

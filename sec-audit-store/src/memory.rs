@@ -18,7 +18,9 @@ pub struct MemoryBlockStore {
 
 impl std::fmt::Debug for MemoryBlockStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryBlockStore").field("entries", &self.entries.read().len()).finish()
+        f.debug_struct("MemoryBlockStore")
+            .field("entries", &self.entries.read().len())
+            .finish()
     }
 }
 
@@ -61,7 +63,12 @@ impl BlockStore for MemoryBlockStore {
         Ok(entry)
     }
 
-    fn unblock(&self, scope: &ScopeKey, _reason: &str, _revoked_by: &str) -> Result<usize, StoreError> {
+    fn unblock(
+        &self,
+        scope: &ScopeKey,
+        _reason: &str,
+        _revoked_by: &str,
+    ) -> Result<usize, StoreError> {
         let now = self.clock.now();
         Ok(match self.entries.write().remove(scope.as_str()) {
             Some(e) if e.is_active(now) => 1,
@@ -139,7 +146,12 @@ mod tests {
         clock.advance_secs(5.0);
         s.block(&new_block("ip", "1.1.1.1", Some(10))).unwrap();
         clock.advance_secs(7.0);
-        assert!(s.get_active(&ScopeKey::new("ip", "1.1.1.1")).unwrap().is_some(), "new TTL from the re-block");
+        assert!(
+            s.get_active(&ScopeKey::new("ip", "1.1.1.1"))
+                .unwrap()
+                .is_some(),
+            "new TTL from the re-block"
+        );
         assert_eq!(s.active_blocks(None).unwrap().len(), 1);
         assert_eq!(s.active_temp_blocks(Some("ip")).unwrap().len(), 1);
         assert_eq!(s.active_temp_blocks(Some("user")).unwrap().len(), 0);
@@ -151,7 +163,13 @@ mod tests {
     #[test]
     fn invalid_requests_are_refused() {
         let s = MemoryBlockStore::new(Arc::new(ManualClock::at_secs(0.0)));
-        assert!(matches!(s.block(&new_block("ip", "", None)), Err(StoreError::Invalid(_))));
-        assert!(matches!(s.block(&new_block("ip", "x", Some(0))), Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            s.block(&new_block("ip", "", None)),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.block(&new_block("ip", "x", Some(0))),
+            Err(StoreError::Invalid(_))
+        ));
     }
 }

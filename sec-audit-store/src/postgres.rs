@@ -27,6 +27,7 @@ use serde_json::{Map, Value};
 
 use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError};
 use crate::config::PostgresConfig;
+use crate::failfast::FailFast;
 use crate::stats::{Counters, StoreStats};
 
 /// The crate's migrations, embedded in the binary.
@@ -71,7 +72,8 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<PooledConn, ManagerError> {
         let generation = self.generation.load(Ordering::Acquire);
-        let mut conn = PgConnection::establish(&self.url).map_err(|e| ManagerError(e.to_string()))?;
+        let mut conn =
+            PgConnection::establish(&self.url).map_err(|e| ManagerError(e.to_string()))?;
         conn.batch_execute(&self.setup_sql)
             .map_err(|e| ManagerError(format!("connection set-up: {e}")))?;
         Ok(PooledConn {
@@ -213,11 +215,14 @@ pub struct PostgresBlockStore {
     stats: Arc<Counters>,
     clock: Arc<dyn Clock>,
     connect_timeout: Duration,
+    down: Arc<FailFast>,
 }
 
 impl std::fmt::Debug for PostgresBlockStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresBlockStore").field("stats", &self.stats.snapshot()).finish()
+        f.debug_struct("PostgresBlockStore")
+            .field("stats", &self.stats.snapshot())
+            .finish()
     }
 }
 
@@ -226,7 +231,10 @@ impl PostgresBlockStore {
     /// invalid settings.
     pub fn new(config: &PostgresConfig, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         config.validate()?;
-        let mut setup_sql = format!("SET statement_timeout = {};", config.statement_timeout.as_millis().max(1));
+        let mut setup_sql = format!(
+            "SET statement_timeout = {};",
+            config.statement_timeout.as_millis().max(1)
+        );
         if let Some(schema) = &config.search_path {
             setup_sql.push_str(&format!(" SET search_path TO \"{schema}\";"));
         }
@@ -251,6 +259,7 @@ impl PostgresBlockStore {
             stats: Counters::new(),
             clock,
             connect_timeout: config.connect_timeout,
+            down: Arc::new(FailFast::new(config.failure_backoff)),
         })
     }
 
@@ -261,19 +270,33 @@ impl PostgresBlockStore {
 
     /// Runs `f` (which issues `queries` queries) on a pooled connection,
     /// retrying once on a fresh connection when a reused one was dead.
-    fn with_conn<T>(&self, queries: u64, f: impl Fn(&mut PgConnection) -> Result<T, Failure>) -> Result<T, StoreError> {
+    fn with_conn<T>(
+        &self,
+        queries: u64,
+        f: impl Fn(&mut PgConnection) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if let Some(last) = self.down.check() {
+                return Err(StoreError::Postgres(format!(
+                    "unavailable, failing fast: {last}"
+                )));
+            }
             let mut c = self.pool.get().map_err(|e| {
                 let msg = e.to_string();
                 let waited = self.connect_timeout.as_millis();
                 if msg.contains(": ") {
-                    StoreError::Postgres(format!("cannot connect within {waited} ms ({msg})"))
+                    let msg = format!("cannot connect within {waited} ms ({msg})");
+                    self.down.failed(&msg);
+                    StoreError::Postgres(msg)
                 } else {
-                    StoreError::Pool(format!("postgres: no connection available within {waited} ms"))
+                    StoreError::Pool(format!(
+                        "postgres: no connection available within {waited} ms"
+                    ))
                 }
             })?;
+            self.down.succeeded();
             let reused = c.uses > 0;
             c.uses += 1;
             self.stats.postgres(queries);
@@ -286,7 +309,9 @@ impl PostgresBlockStore {
                     c.poisoned = true;
                     if lost && reused && attempt == 1 {
                         self.generation.fetch_add(1, Ordering::AcqRel);
-                        tracing::debug!("postgres: pooled connection was dead, retrying on a fresh one");
+                        tracing::debug!(
+                            "postgres: pooled connection was dead, retrying on a fresh one"
+                        );
                         continue;
                     }
                     return Err(failure.into_store());
@@ -305,7 +330,8 @@ impl PostgresBlockStore {
                 .run_pending_migrations(MIGRATIONS)
                 .map(|v| v.iter().map(|m| m.to_string()).collect::<Vec<_>>())
                 .map_err(|e| Failure::Other(format!("migrations: {e}")));
-            let unlocked = conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+            let unlocked =
+                conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
             let applied = result?;
             unlocked?;
             Ok(applied)
@@ -341,7 +367,11 @@ impl PostgresBlockStore {
     /// Active scope keys (`scope_type:scope_value`) with `id > after`, in id
     /// order, at most `limit`; with the last id seen. For rebuilding the
     /// Redis mirror page by page.
-    pub(crate) fn active_keys_page(&self, after: i64, limit: i64) -> Result<(Vec<String>, Option<i64>), StoreError> {
+    pub(crate) fn active_keys_page(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<String>, Option<i64>), StoreError> {
         let now = self.clock.now();
         let rows: Vec<KeyRow> = self.with_conn(1, |conn| {
             Ok(diesel::sql_query(format!(
@@ -354,7 +384,13 @@ impl PostgresBlockStore {
         })?;
         let last = rows.last().map(|r| r.id);
         Ok((
-            rows.into_iter().map(|r| ScopeKey::new(r.scope_type, r.scope_value).as_str().to_string()).collect(),
+            rows.into_iter()
+                .map(|r| {
+                    ScopeKey::new(r.scope_type, r.scope_value)
+                        .as_str()
+                        .to_string()
+                })
+                .collect(),
             last,
         ))
     }
@@ -365,10 +401,14 @@ impl BlockStore for PostgresBlockStore {
     fn block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
         new.validate()?;
         if new.ttl.is_some() {
-            return Err(StoreError::Invalid("postgres stores permanent blocks only".into()));
+            return Err(StoreError::Invalid(
+                "postgres stores permanent blocks only".into(),
+            ));
         }
         let (scope_type, scope_value) = (new.scope.scope(), new.scope.value());
-        if scope_type.chars().count() > MAX_SCOPE_TYPE || scope_value.chars().count() > MAX_SCOPE_VALUE {
+        if scope_type.chars().count() > MAX_SCOPE_TYPE
+            || scope_value.chars().count() > MAX_SCOPE_VALUE
+        {
             return Err(StoreError::Invalid(format!(
                 "scope type longer than {MAX_SCOPE_TYPE} or value longer than {MAX_SCOPE_VALUE} characters"
             )));
@@ -380,7 +420,8 @@ impl BlockStore for PostgresBlockStore {
             truncate(&new.rule_name, MAX_NAME),
             truncate(&new.message, MAX_TEXT),
         );
-        let status = i16::try_from(new.status_code).map_err(|_| StoreError::Invalid("status code".into()))?;
+        let status = i16::try_from(new.status_code)
+            .map_err(|_| StoreError::Invalid("status code".into()))?;
         let row: Row = self.with_conn(1, |conn| {
             Ok(diesel::sql_query(format!(
                 "INSERT INTO permanent_blocks \
@@ -406,7 +447,12 @@ impl BlockStore for PostgresBlockStore {
     }
 
     /// Soft-revokes the active row; returns 1 when one was revoked.
-    fn unblock(&self, scope: &ScopeKey, reason: &str, revoked_by: &str) -> Result<usize, StoreError> {
+    fn unblock(
+        &self,
+        scope: &ScopeKey,
+        reason: &str,
+        revoked_by: &str,
+    ) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let (reason, revoked_by) = (truncate(reason, MAX_TEXT), truncate(revoked_by, MAX_NAME));
         self.with_conn(1, |conn| {

@@ -72,7 +72,8 @@ impl RedisBlockStore {
     }
 
     pub(crate) fn encode(entry: &BlockEntry) -> Result<String, StoreError> {
-        serde_json::to_string(entry).map_err(|e| StoreError::Decode(format!("entry does not encode: {e}")))
+        serde_json::to_string(entry)
+            .map_err(|e| StoreError::Decode(format!("entry does not encode: {e}")))
     }
 
     /// TTL in whole seconds for an entry written at `now`.
@@ -122,7 +123,12 @@ impl BlockStore for RedisBlockStore {
         Ok(entry)
     }
 
-    fn unblock(&self, scope: &ScopeKey, _reason: &str, _revoked_by: &str) -> Result<usize, StoreError> {
+    fn unblock(
+        &self,
+        scope: &ScopeKey,
+        _reason: &str,
+        _revoked_by: &str,
+    ) -> Result<usize, StoreError> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.block_key(scope));
         let n: i64 = self.pool.query(&cmd)?;

@@ -17,10 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use redis::{Cmd, ConnectionLike, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
+use redis::{
+    Cmd, ConnectionLike, ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind,
+};
 
 use crate::block::StoreError;
 use crate::config::RedisConfig;
+use crate::failfast::FailFast;
 use crate::stats::{Counters, StoreStats};
 
 struct Manager {
@@ -38,7 +41,10 @@ pub(crate) struct PooledConn {
 }
 
 fn stale() -> RedisError {
-    RedisError::from(io::Error::new(io::ErrorKind::NotConnected, "stale pooled connection"))
+    RedisError::from(io::Error::new(
+        io::ErrorKind::NotConnected,
+        "stale pooled connection",
+    ))
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -47,7 +53,9 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<PooledConn, RedisError> {
         let generation = self.generation.load(Ordering::Acquire);
-        let conn = self.client.get_connection_with_timeout(self.connect_timeout)?;
+        let conn = self
+            .client
+            .get_connection_with_timeout(self.connect_timeout)?;
         conn.set_read_timeout(Some(self.command_timeout))?;
         conn.set_write_timeout(Some(self.command_timeout))?;
         Ok(PooledConn {
@@ -59,7 +67,8 @@ impl r2d2::ManageConnection for Manager {
     }
 
     fn is_valid(&self, c: &mut PooledConn) -> Result<(), RedisError> {
-        if c.poisoned || !c.conn.is_open() || c.generation < self.generation.load(Ordering::Acquire) {
+        if c.poisoned || !c.conn.is_open() || c.generation < self.generation.load(Ordering::Acquire)
+        {
             return Err(stale());
         }
         Ok(())
@@ -75,6 +84,7 @@ struct Shared {
     generation: Arc<AtomicU64>,
     key_prefix: String,
     connect_timeout: Duration,
+    down: FailFast,
 }
 
 /// A handle on a Redis connection pool. Cloning shares the pool and the
@@ -156,7 +166,8 @@ impl RedisPool {
     /// Builds the pool without connecting. Fails only on invalid settings.
     pub fn new(config: &RedisConfig) -> Result<RedisPool, StoreError> {
         config.validate()?;
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
         let generation = Arc::new(AtomicU64::new(0));
         let manager = Manager {
             client,
@@ -179,6 +190,7 @@ impl RedisPool {
                 generation,
                 key_prefix: config.key_prefix.clone(),
                 connect_timeout: config.connect_timeout,
+                down: FailFast::new(config.failure_backoff),
             }),
             stats: Counters::new(),
         })
@@ -214,21 +226,37 @@ impl RedisPool {
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<Manager>, Failure> {
-        self.shared.pool.get().map_err(|e| {
-            let msg = e.to_string();
-            let waited = self.shared.connect_timeout.as_millis();
-            Failure::Store(if msg.contains(": ") {
-                // r2d2 appends the last connection error.
-                StoreError::Redis(format!("cannot connect within {waited} ms ({msg})"))
-            } else {
-                StoreError::Pool(format!("redis: no connection available within {waited} ms"))
-            })
-        })
+        if let Some(last) = self.shared.down.check() {
+            return Err(Failure::Store(StoreError::Redis(format!(
+                "unavailable, failing fast: {last}"
+            ))));
+        }
+        match self.shared.pool.get() {
+            Ok(c) => {
+                self.shared.down.succeeded();
+                Ok(c)
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let waited = self.shared.connect_timeout.as_millis();
+                Err(Failure::Store(if msg.contains(": ") {
+                    // r2d2 appends the last connection error.
+                    let msg = format!("cannot connect within {waited} ms ({msg})");
+                    self.shared.down.failed(&msg);
+                    StoreError::Redis(msg)
+                } else {
+                    StoreError::Pool(format!("redis: no connection available within {waited} ms"))
+                }))
+            }
+        }
     }
 
     /// Runs one round trip on a pooled connection, retrying once on a fresh
     /// connection when a reused one turns out to be dead.
-    fn exec<T>(&self, f: impl Fn(&mut redis::Connection) -> Result<T, RedisError>) -> Result<T, Failure> {
+    fn exec<T>(
+        &self,
+        f: impl Fn(&mut redis::Connection) -> Result<T, RedisError>,
+    ) -> Result<T, Failure> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -264,7 +292,12 @@ impl RedisPool {
     }
 
     /// Runs a script: EVALSHA, then EVAL once if the server lacks it.
-    pub(crate) fn eval<T: FromRedisValue>(&self, lua: &Lua, keys: &[String], args: &[String]) -> Result<T, StoreError> {
+    pub(crate) fn eval<T: FromRedisValue>(
+        &self,
+        lua: &Lua,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, StoreError> {
         let by_hash = lua.cmd(true, keys, args);
         match self.exec(|c| by_hash.query(c)) {
             Ok(v) => Ok(v),
@@ -286,7 +319,11 @@ impl RedisPool {
         let mut cursor: u64 = 0;
         loop {
             let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
             let (next, keys): (u64, Vec<String>) = self.query(&cmd)?;
             if !keys.is_empty() {
                 each(keys)?;
@@ -324,7 +361,11 @@ pub(crate) fn unique_id() -> String {
         h.finish()
     });
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!("{:016x}{:016x}", *SEED, NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{:016x}{:016x}",
+        *SEED,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 #[cfg(test)]

@@ -95,7 +95,10 @@ impl Counters for RedisCounters {
             Ok(Some(s)) => match s.trim().parse::<i64>() {
                 Ok(v) => v,
                 Err(_) => {
-                    degraded("get_int", &StoreError::Decode(format!("counter `{key}` is not an integer")));
+                    degraded(
+                        "get_int",
+                        &StoreError::Decode(format!("counter `{key}` is not an integer")),
+                    );
                     default
                 }
             },
@@ -109,7 +112,10 @@ impl Counters for RedisCounters {
 
     fn set(&self, key: &str, value: i64, ttl_secs: Option<u64>) {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.redis_key(key)).arg(value).arg("EX").arg(self.ttl(ttl_secs));
+        cmd.arg(self.redis_key(key))
+            .arg(value)
+            .arg("EX")
+            .arg(self.ttl(ttl_secs));
         if let Err(e) = self.pool.query::<()>(&cmd) {
             degraded("set", &e);
         }
@@ -199,7 +205,13 @@ fn num(x: f64) -> String {
 }
 
 impl HistoryStore for RedisHistory {
-    fn append(&self, keys: &[ScopeKey], recorded_at: f64, row: HistoryRow, retention: &HistoryRetention) {
+    fn append(
+        &self,
+        keys: &[ScopeKey],
+        recorded_at: f64,
+        row: HistoryRow,
+        retention: &HistoryRetention,
+    ) {
         if keys.is_empty() || !recorded_at.is_finite() {
             return;
         }
@@ -211,7 +223,11 @@ impl HistoryStore for RedisHistory {
             }
         };
         let member = format!("{}{ID_SEP}{json}", unique_id());
-        let window = if retention.window_seconds.is_finite() { retention.window_seconds.max(0.0) } else { 0.0 };
+        let window = if retention.window_seconds.is_finite() {
+            retention.window_seconds.max(0.0)
+        } else {
+            0.0
+        };
         let ttl = window.ceil() as u64 + HISTORY_TTL_MARGIN;
         let redis_keys: Vec<String> = keys.iter().map(|k| self.redis_key(k)).collect();
         let args = [
@@ -226,20 +242,39 @@ impl HistoryStore for RedisHistory {
         }
     }
 
-    fn query(&self, key: &ScopeKey, since: f64, event_types: Option<&[String]>, limit: usize) -> Vec<HistoryRow> {
+    fn query(
+        &self,
+        key: &ScopeKey,
+        since: f64,
+        event_types: Option<&[String]>,
+        limit: usize,
+    ) -> Vec<HistoryRow> {
         if limit == 0 {
             return Vec::new();
         }
         let redis_key = self.redis_key(key);
-        let min = if since.is_nan() { "-inf".to_string() } else { format!("({}", num(since)) };
+        let min = if since.is_nan() {
+            "-inf".to_string()
+        } else {
+            format!("({}", num(since))
+        };
         // Without a type filter the server applies the limit. With one, rows
         // are read in pages (the set is trimmed, so this is bounded).
-        let page = if event_types.is_none() { limit } else { limit.saturating_mul(4).clamp(64, 1000) };
+        let page = if event_types.is_none() {
+            limit
+        } else {
+            limit.saturating_mul(4).clamp(64, 1000)
+        };
         let mut out = Vec::new();
         let mut offset = 0usize;
         loop {
             let mut cmd = redis::cmd("ZREVRANGEBYSCORE");
-            cmd.arg(&redis_key).arg("+inf").arg(&min).arg("LIMIT").arg(offset).arg(page);
+            cmd.arg(&redis_key)
+                .arg("+inf")
+                .arg(&min)
+                .arg("LIMIT")
+                .arg(offset)
+                .arg(page);
             let members: Vec<String> = match self.pool.query(&cmd) {
                 Ok(m) => m,
                 Err(e) => {

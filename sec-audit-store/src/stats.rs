@@ -17,8 +17,12 @@ impl StoreStats {
     /// `self - earlier`, per counter.
     pub fn since(&self, earlier: &StoreStats) -> StoreStats {
         StoreStats {
-            redis_round_trips: self.redis_round_trips.saturating_sub(earlier.redis_round_trips),
-            postgres_queries: self.postgres_queries.saturating_sub(earlier.postgres_queries),
+            redis_round_trips: self
+                .redis_round_trips
+                .saturating_sub(earlier.redis_round_trips),
+            postgres_queries: self
+                .postgres_queries
+                .saturating_sub(earlier.postgres_queries),
         }
     }
 }

@@ -108,7 +108,12 @@ pub struct TieredBlockStore {
 impl TieredBlockStore {
     /// A tiered store over `redis` (with its own round-trip counters) and
     /// `pg`. Builds nothing remote: no connection is opened here.
-    pub fn new(redis: &RedisPool, pg: PostgresBlockStore, clock: Arc<dyn Clock>, options: TieredOptions) -> Self {
+    pub fn new(
+        redis: &RedisPool,
+        pg: PostgresBlockStore,
+        clock: Arc<dyn Clock>,
+        options: TieredOptions,
+    ) -> Self {
         let redis = RedisBlockStore::new(redis, clock, options.permanent_cache_ttl);
         TieredBlockStore {
             redis,
@@ -190,26 +195,44 @@ impl TieredBlockStore {
     /// Cold mirror: rebuild it (one worker at a time; the others answer from
     /// Postgres meanwhile), then answer for the candidates without an active
     /// cached entry from Postgres.
-    fn cold_lookup(&self, scopes: &[ScopeKey], cached: &[Option<BlockEntry>]) -> Result<Option<BlockEntry>, StoreError> {
+    fn cold_lookup(
+        &self,
+        scopes: &[ScopeKey],
+        cached: &[Option<BlockEntry>],
+    ) -> Result<Option<BlockEntry>, StoreError> {
         let token = unique_id();
         let mut lock = redis::cmd("SET");
-        lock.arg(self.lock_key()).arg(&token).arg("NX").arg("PX").arg(REBUILD_LOCK_MS);
+        lock.arg(self.lock_key())
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(REBUILD_LOCK_MS);
         match self.redis.pool().query::<Option<String>>(&lock) {
             Ok(Some(_)) => {
                 if let Err(e) = self.rebuild_mirror() {
                     tracing::warn!(error = %e, "permanent-ban mirror rebuild failed; answering from postgres");
                 }
-                if let Err(e) = self.redis.pool().eval::<i64>(&UNLOCK, &[self.lock_key()], &[token]) {
+                if let Err(e) = self
+                    .redis
+                    .pool()
+                    .eval::<i64>(&UNLOCK, &[self.lock_key()], &[token])
+                {
                     tracing::warn!(error = %e, "mirror rebuild lock not released; it expires by itself");
                 }
             }
-            Ok(None) => tracing::debug!("mirror rebuild in progress elsewhere; answering from postgres"),
-            Err(e) => tracing::warn!(error = %e, "mirror rebuild lock unavailable; answering from postgres"),
+            Ok(None) => {
+                tracing::debug!("mirror rebuild in progress elsewhere; answering from postgres")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "mirror rebuild lock unavailable; answering from postgres")
+            }
         }
         let now = self.redis.now();
         // The first candidate with an active cached entry bounds what
         // Postgres must be asked about.
-        let first_cached = cached.iter().position(|e| e.as_ref().is_some_and(|e| e.is_active(now)));
+        let first_cached = cached
+            .iter()
+            .position(|e| e.as_ref().is_some_and(|e| e.is_active(now)));
         let upto = first_cached.unwrap_or(scopes.len());
         if upto > 0 {
             if let Some(entry) = self.pg.first_active(&scopes[..upto])? {
@@ -228,7 +251,11 @@ impl TieredBlockStore {
             self.redis.pool().eval::<i64>(
                 &RECACHE,
                 &[self.redis.block_key(&scope), self.mirror_key()],
-                &[json, self.options.permanent_cache_ttl.to_string(), scope.as_str().to_string()],
+                &[
+                    json,
+                    self.options.permanent_cache_ttl.to_string(),
+                    scope.as_str().to_string(),
+                ],
             )
         });
         if let Err(e) = result {
@@ -242,7 +269,9 @@ impl TieredBlockStore {
         let mut cmd = redis::cmd("SREM");
         cmd.arg(self.mirror_key()).arg(scope.as_str());
         match self.redis.pool().query::<i64>(&cmd) {
-            Ok(_) => tracing::info!(scope = %scope, "stale member removed from the permanent-ban mirror"),
+            Ok(_) => {
+                tracing::info!(scope = %scope, "stale member removed from the permanent-ban mirror")
+            }
             Err(e) => tracing::warn!(scope = %scope, error = %e, "stale mirror member not removed"),
         }
     }
@@ -281,7 +310,12 @@ impl BlockStore for TieredBlockStore {
     /// Revokes in Postgres, then removes the cached entry (temp or
     /// permanent) and the mirror member. Returns the entries removed over
     /// both tiers. A Postgres failure leaves Redis untouched.
-    fn unblock(&self, scope: &ScopeKey, reason: &str, revoked_by: &str) -> Result<usize, StoreError> {
+    fn unblock(
+        &self,
+        scope: &ScopeKey,
+        reason: &str,
+        revoked_by: &str,
+    ) -> Result<usize, StoreError> {
         let revoked = self.pg.unblock(scope, reason, revoked_by)?;
         let deleted: i64 = self.redis.pool().eval(
             &FORGET,
@@ -309,9 +343,12 @@ impl BlockStore for TieredBlockStore {
             .arg(self.mirror_key())
             .arg(WARM_MEMBER)
             .arg(scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>());
-        let (values, flags): (Vec<Option<String>>, Vec<bool>) = self.redis.pool().pipeline(&pipe)?;
+        let (values, flags): (Vec<Option<String>>, Vec<bool>) =
+            self.redis.pool().pipeline(&pipe)?;
         if values.len() != scopes.len() || flags.len() != scopes.len() + 1 {
-            return Err(StoreError::Redis("unexpected reply shape to the block lookup".into()));
+            return Err(StoreError::Redis(
+                "unexpected reply shape to the block lookup".into(),
+            ));
         }
         let cached: Vec<Option<BlockEntry>> = keys
             .iter()

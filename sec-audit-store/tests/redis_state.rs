@@ -23,9 +23,16 @@ fn counter_incr_is_one_atomic_script_with_a_fixed_window_ttl() {
     std::thread::sleep(Duration::from_millis(300));
     let before = c.stats();
     assert_eq!(c.incr("bf:1.2.3.4", 4, Some(2)), 5);
-    assert_eq!(c.stats().since(&before).redis_round_trips, 1, "incr + TTL is one round trip");
+    assert_eq!(
+        c.stats().since(&before).redis_round_trips,
+        1,
+        "incr + TTL is one round trip"
+    );
     let pttl2: i64 = r.cmd(redis::cmd("PTTL").arg(&key));
-    assert!(pttl2 < pttl1 - 200, "a later hit must not extend the window ({pttl1} -> {pttl2})");
+    assert!(
+        pttl2 < pttl1 - 200,
+        "a later hit must not extend the window ({pttl1} -> {pttl2})"
+    );
     assert_eq!(c.get_int("bf:1.2.3.4", 0), 5);
 
     // The window ends at t + w: the next incr starts a new one at `amount`.
@@ -37,7 +44,10 @@ fn counter_incr_is_one_atomic_script_with_a_fixed_window_ttl() {
     // No TTL given: the documented default, never none.
     assert_eq!(c.incr("no-ttl", 1, None), 1);
     let t = r.ttl(&c.redis_key("no-ttl"));
-    assert!(t > DEFAULT_COUNTER_TTL as i64 - 10 && t <= DEFAULT_COUNTER_TTL as i64, "{t}");
+    assert!(
+        t > DEFAULT_COUNTER_TTL as i64 - 10 && t <= DEFAULT_COUNTER_TTL as i64,
+        "{t}"
+    );
 
     // A key that somehow lacks a TTL is repaired by the next incr.
     let bare = c.redis_key("bare");
@@ -91,7 +101,13 @@ fn counter_set_get_delete_expire() {
     c.expire("b", 0); // like the memory store: gone from now
     assert_eq!(c.get_int("b", -3), -3);
     // A value that is not an integer reads as the default.
-    let _: () = r.cmd(redis::cmd("SET").arg(c.redis_key("junk")).arg("x1").arg("EX").arg(60));
+    let _: () = r.cmd(
+        redis::cmd("SET")
+            .arg(c.redis_key("junk"))
+            .arg("x1")
+            .arg("EX")
+            .arg(60),
+    );
     assert_eq!(c.get_int("junk", 9), 9);
     r.assert_all_keys_have_ttl();
 }
@@ -105,7 +121,9 @@ fn row(t: f64, ty: &str) -> HistoryRow {
 }
 
 fn times(rows: &[HistoryRow]) -> Vec<f64> {
-    rows.iter().map(|r| r["recorded_at"].as_f64().unwrap_or(f64::NAN)).collect()
+    rows.iter()
+        .map(|r| r["recorded_at"].as_f64().unwrap_or(f64::NAN))
+        .collect()
 }
 
 #[test]
@@ -122,13 +140,29 @@ fn history_append_prunes_trims_and_query_filters_newest_first() {
         let ty = if i % 2 == 0 { "a" } else { "b" };
         h.append(std::slice::from_ref(&key), *t, row(*t, ty), &ret);
     }
-    assert_eq!(times(&h.query(&key, 0.0, None, 10)), vec![1030.0, 1020.0, 1010.0], "trimmed to the newest 3");
-    assert_eq!(times(&h.query(&key, 0.0, Some(&["a".to_string()]), 10)), vec![1020.0]);
-    assert_eq!(times(&h.query(&key, 0.0, Some(&["b".to_string()]), 10)), vec![1030.0, 1010.0]);
-    assert_eq!(times(&h.query(&key, 1020.0, None, 10)), vec![1030.0], "strictly newer than since");
+    assert_eq!(
+        times(&h.query(&key, 0.0, None, 10)),
+        vec![1030.0, 1020.0, 1010.0],
+        "trimmed to the newest 3"
+    );
+    assert_eq!(
+        times(&h.query(&key, 0.0, Some(&["a".to_string()]), 10)),
+        vec![1020.0]
+    );
+    assert_eq!(
+        times(&h.query(&key, 0.0, Some(&["b".to_string()]), 10)),
+        vec![1030.0, 1010.0]
+    );
+    assert_eq!(
+        times(&h.query(&key, 1020.0, None, 10)),
+        vec![1030.0],
+        "strictly newer than since"
+    );
     assert_eq!(times(&h.query(&key, 0.0, None, 2)), vec![1030.0, 1020.0]);
     assert!(h.query(&key, 0.0, None, 0).is_empty());
-    assert!(h.query(&ScopeKey::new("ip", "9.9.9.9"), 0.0, None, 10).is_empty());
+    assert!(h
+        .query(&ScopeKey::new("ip", "9.9.9.9"), 0.0, None, 10)
+        .is_empty());
 
     // A row at exactly recorded_at - window goes on the next append.
     h.append(std::slice::from_ref(&key), 1120.0, row(1120.0, "a"), &ret);
@@ -159,7 +193,11 @@ fn history_append_to_every_scope_key_is_one_round_trip() {
     h.append(&keys, 100.0, row(100.0, "x"), &ret);
     let before = h.stats();
     h.append(&keys, 101.0, row(101.0, "x"), &ret);
-    assert_eq!(h.stats().since(&before).redis_round_trips, 1, "one round trip for four scope keys");
+    assert_eq!(
+        h.stats().since(&before).redis_round_trips,
+        1,
+        "one round trip for four scope keys"
+    );
     for k in &keys {
         assert_eq!(times(&h.query(k, 0.0, None, 10)), vec![101.0, 100.0], "{k}");
     }
@@ -195,7 +233,10 @@ fn history_rows_that_do_not_parse_are_skipped() {
     let _: i64 = r.cmd(redis::cmd("ZADD").arg(&zkey).arg(13).arg("id|[1,2,3]"));
     h.append(std::slice::from_ref(&k), 14.0, row(14.0, "a"), &ret);
     assert_eq!(times(&h.query(&k, 0.0, None, 10)), vec![14.0, 10.0]);
-    assert_eq!(times(&h.query(&k, 0.0, Some(&["a".to_string()]), 10)), vec![14.0, 10.0]);
+    assert_eq!(
+        times(&h.query(&k, 0.0, Some(&["a".to_string()]), 10)),
+        vec![14.0, 10.0]
+    );
     r.assert_all_keys_have_ttl();
 }
 
@@ -215,6 +256,9 @@ fn history_type_filter_reads_past_a_page_of_other_types() {
     }
     let got = h.query(&k, 0.0, Some(&["rare".to_string()]), 1);
     assert_eq!(times(&got), vec![1.0]);
-    assert_eq!(h.query(&k, 0.0, Some(&["common".to_string()]), 150).len(), 150);
+    assert_eq!(
+        h.query(&k, 0.0, Some(&["common".to_string()]), 150).len(),
+        150
+    );
     r.assert_all_keys_have_ttl();
 }

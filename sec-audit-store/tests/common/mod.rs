@@ -40,7 +40,10 @@ pub fn clock() -> Arc<dyn Clock> {
 }
 
 fn nanos() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// `{test}:{pid}:{nanos}`-style unique suffix.
@@ -110,7 +113,8 @@ impl TestRedis {
     /// Runs a raw command on a direct (non-store) connection.
     pub fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
         let mut c = self.raw.lock().unwrap_or_else(|p| p.into_inner());
-        cmd.query(&mut *c).unwrap_or_else(|e| panic!("raw redis command failed: {e}"))
+        cmd.query(&mut *c)
+            .unwrap_or_else(|e| panic!("raw redis command failed: {e}"))
     }
 
     pub fn key(&self, rest: &str) -> String {
@@ -175,7 +179,10 @@ pub fn scan_all(c: &mut redis::Connection, pattern: &str) -> Vec<String> {
 
 pub fn assert_every_key_has_ttl(c: &mut redis::Connection, keys: &[String]) {
     for k in keys {
-        let ttl: i64 = redis::cmd("TTL").arg(k).query(c).unwrap_or_else(|e| panic!("TTL failed: {e}"));
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(k)
+            .query(c)
+            .unwrap_or_else(|e| panic!("TTL failed: {e}"));
         assert_ne!(ttl, -1, "redis key {k} has no TTL");
     }
 }
@@ -203,8 +210,17 @@ impl TestSchema {
     }
 
     pub fn at(url: &str, test: &str) -> TestSchema {
-        let short: String = test.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(20).collect();
-        let name = format!("t_{}_{}_{}", short.to_lowercase(), std::process::id(), nanos() % 1_000_000_000_000);
+        let short: String = test
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(20)
+            .collect();
+        let name = format!(
+            "t_{}_{}_{}",
+            short.to_lowercase(),
+            std::process::id(),
+            nanos() % 1_000_000_000_000
+        );
         let mut c = pg_conn(url);
         c.batch_execute(&format!("CREATE SCHEMA \"{name}\""))
             .unwrap_or_else(|e| panic!("cannot create schema {name} at {url}: {e}"));
@@ -279,9 +295,17 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("sec-audit-redis-{}-{}", std::process::id(), nanos()));
+        let dir = std::env::temp_dir().join(format!(
+            "sec-audit-redis-{}-{}",
+            std::process::id(),
+            nanos()
+        ));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut r = PrivateRedis { port, dir, child: None };
+        let mut r = PrivateRedis {
+            port,
+            dir,
+            child: None,
+        };
         r.restart();
         r
     }
@@ -293,13 +317,24 @@ impl PrivateRedis {
     /// Starts the server (again) on the same port and waits for PING.
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server (is it installed and on PATH?): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start redis-server (is it installed and on PATH?): {e}")
+            });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         let client = redis::Client::open(self.url()).expect("url");
@@ -309,7 +344,11 @@ impl PrivateRedis {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "private redis-server on port {} did not come up", self.port);
+            assert!(
+                Instant::now() < deadline,
+                "private redis-server on port {} did not come up",
+                self.port
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -349,21 +388,43 @@ fn as_postgres(program: &str, args: &[&str]) -> std::process::Output {
 impl PrivatePostgres {
     pub fn start() -> PrivatePostgres {
         let port = free_port();
-        let dir = PathBuf::from(format!("/tmp/sec-audit-pg-{}-{}", std::process::id(), nanos()));
+        let dir = PathBuf::from(format!(
+            "/tmp/sec-audit-pg-{}-{}",
+            std::process::id(),
+            nanos()
+        ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let chown = Command::new("chown").arg("postgres").arg(&dir).status();
-        assert!(chown.is_ok_and(|s| s.success()), "cannot chown {} to postgres", dir.display());
+        assert!(
+            chown.is_ok_and(|s| s.success()),
+            "cannot chown {} to postgres",
+            dir.display()
+        );
         let data = dir.join("data");
         let out = as_postgres(
             "initdb",
-            &["-D", &data.to_string_lossy(), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"],
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
         );
         assert!(
             out.status.success(),
             "initdb failed (Postgres binaries expected in {PG_BIN}): {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut pg = PrivatePostgres { port, dir, running: false };
+        let mut pg = PrivatePostgres {
+            port,
+            dir,
+            running: false,
+        };
         pg.restart();
         pg
     }
@@ -382,16 +443,41 @@ impl PrivatePostgres {
         let log = self.dir.join("log");
         let out = as_postgres(
             "pg_ctl",
-            &["-D", &data.to_string_lossy(), "-o", &opts, "-l", &log.to_string_lossy(), "-w", "-t", "20", "start"],
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-o",
+                &opts,
+                "-l",
+                &log.to_string_lossy(),
+                "-w",
+                "-t",
+                "20",
+                "start",
+            ],
         );
-        assert!(out.status.success(), "pg_ctl start failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         self.running = true;
     }
 
     /// Stops the cluster at once (`-m immediate`).
     pub fn stop(&mut self) {
         let data = self.dir.join("data");
-        let _ = as_postgres("pg_ctl", &["-D", &data.to_string_lossy(), "-m", "immediate", "-w", "stop"]);
+        let _ = as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                &data.to_string_lossy(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
         self.running = false;
     }
 }
