@@ -92,7 +92,8 @@ impl RedisConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
     /// A libpq connection string: `postgres://user@host:port/db?…` or
-    /// `host=… dbname=…`. `connect_timeout` is added when absent.
+    /// `host=… dbname=…`. `connect_timeout` and `tcp_user_timeout` are added
+    /// when absent.
     pub url: String,
     /// Bound on opening a connection (libpq rounds it up to whole seconds,
     /// 2 s at least) and on how long a caller waits for a pooled connection.
@@ -170,17 +171,27 @@ impl PostgresConfig {
     }
 
     /// The URL with `connect_timeout` added when it names none.
-    pub(crate) fn url_with_connect_timeout(&self) -> String {
-        if self.url.contains("connect_timeout") {
-            return self.url.clone();
-        }
+    pub(crate) fn libpq_url(&self) -> String {
         let secs = self.connect_timeout.as_secs_f64().ceil().max(1.0) as u64;
+        // Unacknowledged data (a partitioned network) closes the connection
+        // instead of blocking a caller.
+        let user_ms = self.connect_timeout.max(self.statement_timeout).as_millis() + 1000;
+        let mut params = Vec::new();
+        if !self.url.contains("connect_timeout") {
+            params.push(format!("connect_timeout={secs}"));
+        }
+        if !self.url.contains("tcp_user_timeout") {
+            params.push(format!("tcp_user_timeout={user_ms}"));
+        }
         let url = self.url.trim();
+        if params.is_empty() {
+            return url.to_string();
+        }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let sep = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{sep}connect_timeout={secs}")
+            format!("{url}{sep}{}", params.join("&"))
         } else {
-            format!("{url} connect_timeout={secs}")
+            format!("{url} {}", params.join(" "))
         }
     }
 }
@@ -253,23 +264,23 @@ mod tests {
         let c = PostgresConfig::new("postgres://u@h/db")
             .with_connect_timeout(Duration::from_millis(1500));
         assert_eq!(
-            c.url_with_connect_timeout(),
-            "postgres://u@h/db?connect_timeout=2"
+            c.libpq_url(),
+            "postgres://u@h/db?connect_timeout=2&tcp_user_timeout=3000"
         );
         let c = PostgresConfig::new("postgres://u@h/db?sslmode=disable");
         assert_eq!(
-            c.url_with_connect_timeout(),
-            "postgres://u@h/db?sslmode=disable&connect_timeout=2"
+            c.libpq_url(),
+            "postgres://u@h/db?sslmode=disable&connect_timeout=2&tcp_user_timeout=3000"
         );
         let c = PostgresConfig::new("host=h dbname=d");
         assert_eq!(
-            c.url_with_connect_timeout(),
-            "host=h dbname=d connect_timeout=2"
+            c.libpq_url(),
+            "host=h dbname=d connect_timeout=2 tcp_user_timeout=3000"
         );
-        let c = PostgresConfig::new("postgres://h/d?connect_timeout=9");
+        let c = PostgresConfig::new("postgres://h/d?connect_timeout=9&tcp_user_timeout=5");
         assert_eq!(
-            c.url_with_connect_timeout(),
-            "postgres://h/d?connect_timeout=9"
+            c.libpq_url(),
+            "postgres://h/d?connect_timeout=9&tcp_user_timeout=5"
         );
     }
 }

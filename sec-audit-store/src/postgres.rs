@@ -240,7 +240,7 @@ impl PostgresBlockStore {
         }
         let generation = Arc::new(AtomicU64::new(0));
         let manager = Manager {
-            url: config.url_with_connect_timeout(),
+            url: config.libpq_url(),
             setup_sql,
             generation: generation.clone(),
         };
@@ -286,13 +286,13 @@ impl PostgresBlockStore {
             let mut c = self.pool.get().map_err(|e| {
                 let msg = e.to_string();
                 let waited = self.connect_timeout.as_millis();
-                if msg.contains(": ") {
+                if msg.contains(": ") || self.pool.state().connections == 0 {
                     let msg = format!("cannot connect within {waited} ms ({msg})");
                     self.down.failed(&msg);
                     StoreError::Postgres(msg)
                 } else {
                     StoreError::Pool(format!(
-                        "postgres: no connection available within {waited} ms"
+                        "postgres: no pooled connection free within {waited} ms"
                     ))
                 }
             })?;

@@ -239,14 +239,19 @@ impl RedisPool {
             Err(e) => {
                 let msg = e.to_string();
                 let waited = self.shared.connect_timeout.as_millis();
-                Err(Failure::Store(if msg.contains(": ") {
-                    // r2d2 appends the last connection error.
+                // r2d2 appends the last connection error, if any; with no
+                // connection at all the server is unreachable (even when the
+                // connect attempt is still hanging), otherwise the pool is
+                // exhausted.
+                if msg.contains(": ") || self.shared.pool.state().connections == 0 {
                     let msg = format!("cannot connect within {waited} ms ({msg})");
                     self.shared.down.failed(&msg);
-                    StoreError::Redis(msg)
+                    Err(Failure::Store(StoreError::Redis(msg)))
                 } else {
-                    StoreError::Pool(format!("redis: no connection available within {waited} ms"))
-                }))
+                    Err(Failure::Store(StoreError::Pool(format!(
+                        "redis: no pooled connection free within {waited} ms"
+                    ))))
+                }
             }
         }
     }

@@ -334,3 +334,31 @@ fn a_restart_between_two_calls_costs_no_failed_call() {
         pg.get_active(&user).expect("postgres after restart");
     }
 }
+
+#[test]
+fn a_frozen_redis_times_out_within_the_command_timeout_then_recovers() {
+    let server = PrivateRedis::start();
+    let pool = RedisPool::new(&TestRedis::config_for(&server.url(), "t:frozen")).expect("config");
+    let store = RedisBlockStore::new(&pool, clock(), 3600);
+    let counters = RedisCounters::new(&pool);
+    let ip = ScopeKey::new("ip", "4.3.2.1");
+    store
+        .block(&new_block("ip", "4.3.2.1", Some(60)))
+        .expect("block");
+
+    server.signal("STOP");
+    // The server accepts nothing and answers nothing: the command timeout
+    // (800 ms here) bounds the call.
+    let (r, took) = timed(|| store.get_active(&ip));
+    server.signal("CONT");
+    let err = r.expect_err("a frozen server cannot answer");
+    assert!(
+        matches!(err, StoreError::Timeout(_) | StoreError::Redis(_)),
+        "{err:?}"
+    );
+    assert!(took < FAST, "{took:?}");
+
+    let (found, _) = until_ok(Duration::from_secs(5), || store.get_active(&ip));
+    assert!(found.is_some(), "the entry is still there");
+    assert_eq!(counters.incr("c", 2, Some(60)), 2);
+}
