@@ -3,7 +3,7 @@
 //! [`sec_audit_rules::Rule`] contract, so the engine runs it like any other
 //! rule (plugins.md).
 //!
-//! ```ignore
+//! ```text
 //! let spec = PluginSpec::from_entry(&entry, config_dir)?;      // or PluginSpec::new(path)...
 //! let loaded = sec_audit_plugin_host::load(&spec)?;             // Vec<LoadedRule>
 //! policy.plugin_rules.extend(plugin_rule_names(&loaded));       // observe until mapped
@@ -32,7 +32,7 @@ pub mod loader;
 
 pub use error::PluginError;
 pub use loader::{
-    file_sha256, load, load_all, load_plugin_rules, plugin_rule_names, resolve_plugin_path,
-    LoadedRule, PluginSpec,
+    file_sha256, load, load_all, load_plugin_rules, loaded_libraries, plugin_rule_names,
+    resolve_plugin_path, LoadedRule, PluginSpec,
 };
 pub use sec_audit_plugin_sdk::{SDK_ABI_VERSION, SDK_VERSION};

@@ -167,6 +167,18 @@ fn cache() -> &'static Mutex<HashMap<PathBuf, &'static Library>> {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// The libraries opened so far in this process (canonical path, sha256),
+/// for diagnostics. They stay loaded until the process exits.
+pub fn loaded_libraries() -> Vec<(PathBuf, String)> {
+    let mut libs: Vec<(PathBuf, String)> = cache()
+        .lock()
+        .values()
+        .map(|l| (l.path.to_path_buf(), l.sha256.clone()))
+        .collect();
+    libs.sort();
+    libs
+}
+
 fn sha256_file(path: &Path) -> Result<String, PluginError> {
     let io = |source| PluginError::Io {
         path: path.to_path_buf(),
@@ -229,6 +241,43 @@ fn shorten(text: &str) -> String {
     format!("{}…", &t[..end])
 }
 
+/// The gist of abi_stable's (very long) layout report: each distinct
+/// `Error:` with its expected/found values and the type it is about,
+/// innermost last.
+fn layout_summary(report: &str) -> String {
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let mut errors: Vec<String> = Vec::new();
+    let mut current_type: Option<&str> = None;
+    for (i, line) in lines.iter().enumerate() {
+        if *line == "Layout of expected type:" {
+            current_type = lines
+                .iter()
+                .skip(i + 1)
+                .take(3)
+                .find_map(|l| l.strip_prefix("type:"));
+        }
+        if let Some(e) = line.strip_prefix("Error:") {
+            let mut s = e.trim().to_string();
+            if lines.get(i + 1) == Some(&"Expected:") && lines.get(i + 3) == Some(&"Found:") {
+                if let (Some(exp), Some(found)) = (lines.get(i + 2), lines.get(i + 4)) {
+                    s = format!("{s} (expected {exp}, found {found})");
+                }
+            }
+            if let Some(t) = current_type {
+                s = format!("{t}: {s}");
+            }
+            if !errors.contains(&s) {
+                errors.push(s);
+            }
+        }
+    }
+    if errors.is_empty() {
+        return shorten(report);
+    }
+    let skip = errors.len().saturating_sub(4);
+    shorten(&errors[skip..].join("; "))
+}
+
 fn library_error(path: &Path, e: LibraryError) -> PluginError {
     let path = path.to_path_buf();
     match e {
@@ -256,7 +305,7 @@ fn library_error(path: &Path, e: LibraryError) -> PluginError {
         },
         LibraryError::AbiInstability(detail) => PluginError::IncompatibleLayout {
             path,
-            detail: shorten(&detail.to_string()),
+            detail: layout_summary(&detail.to_string()),
         },
         LibraryError::InvalidAbiHeader(h) => PluginError::IncompatibleLayout {
             path,

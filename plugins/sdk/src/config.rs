@@ -277,3 +277,61 @@ pub fn number(v: &Value) -> Option<f64> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn config(v: Value, selected: Option<&str>) -> PluginConfig {
+        PluginConfig::new(
+            v.as_object().cloned().unwrap_or_default(),
+            selected.map(str::to_string),
+        )
+    }
+
+    #[test]
+    fn params_read_numbers_strings_and_reject_unknown_keys() {
+        let c = config(
+            json!({"a": 5, "b": "2.5", "w": 0.5, "s": "x", "l": "one", "bad": -1, "typo": 1}),
+            None,
+        );
+        let p = c.params("r");
+        assert_eq!(p.non_negative("a", 0.0).unwrap(), 5.0);
+        assert_eq!(p.positive("b", 1.0).unwrap(), 2.5);
+        assert_eq!(p.seconds("w", 60).unwrap(), 1);
+        assert_eq!(p.integer("missing", 7, 1).unwrap(), 7);
+        assert_eq!(p.string("s", "").unwrap(), "x");
+        assert_eq!(p.string_list("l").unwrap(), Some(vec!["one".to_string()]));
+        let e = p.non_negative("bad", 0.0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "rule `r`: parameter `bad`: must not be negative (got -1)"
+        );
+        let e = p.finish().unwrap_err();
+        assert_eq!(e.to_string(), "rule `r`: unknown parameter `typo`");
+    }
+
+    #[test]
+    fn integer_severity_and_decision_are_validated() {
+        let c = config(json!({"n": 1.5, "severity": 11, "decision": "ban"}), None);
+        let p = c.params("r");
+        assert!(p.integer("n", 1, 1).is_err());
+        assert!(p.severity(5).is_err());
+        assert!(p.decision(None).is_err());
+        let c = config(json!({"decision": "temp_block", "severity": "9"}), None);
+        let p = c.params("r");
+        assert_eq!(p.decision(None).unwrap(), Some(Decision::TempBlock));
+        assert_eq!(p.severity(5).unwrap(), 9);
+        assert!(p.finish().is_ok());
+    }
+
+    #[test]
+    fn selection() {
+        assert!(config(json!({}), None).wants("x"));
+        let c = config(json!({}), Some("y"));
+        assert!(!c.wants("x"));
+        assert!(c.wants("y"));
+        assert_eq!(c.selected(), Some("y"));
+    }
+}

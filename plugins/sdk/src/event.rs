@@ -226,3 +226,26 @@ pub fn value_to_ffi(v: Option<&Value>) -> FfiValue<'_> {
         Some(other) => FfiValue::Json(serde_json::to_string(other).unwrap_or_default().into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn values_round_trip_through_the_ffi_representation() {
+        for v in [
+            json!(true),
+            json!(-3),
+            json!(u64::MAX),
+            json!(1.25),
+            json!("text ☃"),
+            json!([1, "a", null]),
+            json!({"k": {"n": 1}}),
+        ] {
+            assert_eq!(value_from_ffi(value_to_ffi(Some(&v))), Some(v.clone()));
+        }
+        assert_eq!(value_from_ffi(value_to_ffi(Some(&Value::Null))), None);
+        assert_eq!(value_from_ffi(value_to_ffi(None)), None);
+    }
+}

@@ -9,7 +9,7 @@
 //! annotation is needed: the SDK generates the checked, versioned interface
 //! (`abi_stable`) and catches every panic on the plugin side.
 //!
-//! ```ignore
+//! ```
 //! use sec_audit_plugin_sdk::{
 //!     export_rules, ConfigError, Context, Event, PluginConfig, PluginMatch, PluginRule, RuleError,
 //! };

@@ -3,8 +3,9 @@
 //! none unwinds into the host.
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 
 use abi_stable::library::{CheckTypeLayout, LibHeader, RootModuleResult};
 use abi_stable::prefix_type::PrefixTypeTrait;
@@ -37,10 +38,49 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-fn panicked(payload: &(dyn Any + Send)) -> FfiRuleError {
+thread_local! {
+    /// Set while plugin code runs under [`guarded`].
+    static GUARDED: Cell<bool> = const { Cell::new(false) };
+    /// Where the last guarded panic happened.
+    static LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Installs, once per library, a panic hook that keeps panics inside
+/// guarded rule calls off stderr (their message and location travel to the
+/// host, which logs them) and hands every other panic to the previous hook.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.with(Cell::get) {
+                let location = info.location().map(|l| l.to_string());
+                LOCATION.with(|l| *l.borrow_mut() = location);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs plugin code, turning a panic into its message (with location).
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let was = GUARDED.with(|g| g.replace(true));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(was));
+    outcome.map_err(|payload| {
+        let message = panic_message(&*payload);
+        match LOCATION.with(|l| l.borrow_mut().take()) {
+            Some(at) => format!("{message} (at {at})"),
+            None => message,
+        }
+    })
+}
+
+fn panicked(message: String) -> FfiRuleError {
     FfiRuleError {
         kind: FfiErrorKind::Panicked,
-        message: panic_message(payload).into(),
+        message: message.into(),
     }
 }
 
@@ -105,9 +145,9 @@ fn match_to_ffi(m: PluginMatch) -> FfiMatch {
 
 impl FfiRule for RuleShim {
     fn info(&self) -> RResult<FfiRuleInfo, FfiRuleError> {
-        match catch_unwind(AssertUnwindSafe(|| self.info_inner())) {
+        match guarded(|| self.info_inner()) {
             Ok(info) => RResult::ROk(info),
-            Err(p) => RResult::RErr(panicked(&*p)),
+            Err(p) => RResult::RErr(panicked(p)),
         }
     }
 
@@ -116,16 +156,16 @@ impl FfiRule for RuleShim {
         event: FfiEventRef<'_>,
         ctx: &FfiContext<'_>,
     ) -> RResult<ROption<FfiMatch>, FfiRuleError> {
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let outcome = guarded(|| {
             let event = Event::new(event);
             let ctx = Context::new(ctx, &self.config);
             self.rule.evaluate(&event, &ctx)
-        }));
+        });
         match outcome {
             Ok(Ok(Some(m))) => RResult::ROk(RSome(match_to_ffi(m))),
             Ok(Ok(None)) => RResult::ROk(RNone),
             Ok(Err(e)) => RResult::RErr(e.into_ffi()),
-            Err(p) => RResult::RErr(panicked(&*p)),
+            Err(p) => RResult::RErr(panicked(p)),
         }
     }
 
@@ -134,18 +174,18 @@ impl FfiRule for RuleShim {
         event: FfiEventRef<'_>,
         ctx: &FfiContext<'_>,
     ) -> RResult<ROption<RString>, FfiRuleError> {
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let outcome = guarded(|| {
             let event = Event::new(event);
             let ctx = Context::new(ctx, &self.config);
             self.rule
                 .history_attributes(&event, &ctx)
                 .map(|m| m.map(|m| serde_json::to_string(&m).unwrap_or_default()))
-        }));
+        });
         match outcome {
             Ok(Ok(Some(text))) => RResult::ROk(RSome(text.into())),
             Ok(Ok(None)) => RResult::ROk(RNone),
             Ok(Err(e)) => RResult::RErr(e.into_ffi()),
-            Err(p) => RResult::RErr(panicked(&*p)),
+            Err(p) => RResult::RErr(panicked(p)),
         }
     }
 }
@@ -203,17 +243,12 @@ extern "C" fn make_rules<F: RulesFactory>(
     selected: ROption<RStr<'_>>,
 ) -> RResult<RVec<FfiRuleBox>, FfiConfigError> {
     let selected = selected.map(|s| s.as_str()).into_option();
-    match catch_unwind(AssertUnwindSafe(|| {
-        make_rules_inner::<F>(config_json.as_str(), selected)
-    })) {
+    install_panic_hook();
+    match guarded(|| make_rules_inner::<F>(config_json.as_str(), selected)) {
         Ok(r) => r.into(),
         Err(p) => RResult::RErr(FfiConfigError {
             rule: selected.map(RString::from).into(),
-            message: format!(
-                "the plugin panicked while building its rules: {}",
-                panic_message(&*p)
-            )
-            .into(),
+            message: format!("the plugin panicked while building its rules: {p}").into(),
             panicked: true,
         }),
     }
