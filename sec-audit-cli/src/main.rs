@@ -1,1 +1,323 @@
-fn main() {}
+//! `sec-audit`: replay an audit log through the rules, check a
+//! configuration, manage blocks, run the Postgres migrations.
+
+mod blocks;
+mod check_cmd;
+mod error;
+mod lines;
+mod migrate;
+mod progress;
+mod replay;
+mod summary;
+mod util;
+mod window;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{CliError, EXIT_OK};
+use crate::util::{default_actor, parse_ttl, OutputTarget};
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  the command completed (a replay that found attacks still exits 0)
+  1  run-time failure: reading the log, writing the output, a store or
+     server that did not answer, a live check that found a problem
+  2  usage or configuration error: bad arguments, an unreadable or invalid
+     configuration (the message names the key), a check with an error finding
+
+Environment:
+  SEC_AUDIT_REDIS_URL, DATABASE_URL  override the configuration's URLs
+  RUST_LOG                           diagnostics filter (overrides -v)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sec-audit",
+    version,
+    about = "Security-audit enforcement from the shell: replay an audit log through the rules, check a configuration, manage blocks, run migrations",
+    after_help = EXIT_CODES,
+    propagate_version = true
+)]
+struct Cli {
+    /// More diagnostics on standard error (-v warnings, -vv info, -vvv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Replay(ReplayArgs),
+    Check(CheckArgs),
+    #[command(subcommand)]
+    Blocks(BlocksCommand),
+    Migrate(MigrateArgs),
+}
+
+/// Runs the whole pipeline over an audit log as if enforcement had been live
+/// when it was written: what would have been blocked, whom, by which rule?
+///
+/// The log (JSONL: OTel log records or bare attribute objects, `timestamp` in
+/// integer nanoseconds) is the clock. Each request's first event gets the
+/// ingress pass (a block hit or a blocking ingress rule denies the request
+/// and drops its events); every other event gets the egress pass.
+///
+/// Replay always enforces: it sets `enabled = true` on the loaded
+/// configuration, whatever the file says, because its question is what the
+/// rules would have done. Stores are the configuration's: memory by default,
+/// or Redis/Postgres when named (blocks written there are real).
+///
+/// Enforcement events go to standard output (or --output, truncated) as OTel
+/// JSONL, stamped with the replay clock; the same input and configuration
+/// give byte-identical output. Rejected lines (not JSON, not an object, no
+/// event_type, no integer timestamp, longer than --max-line-bytes) are
+/// counted and reported, never fatal. The summary goes to standard error.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct ReplayArgs {
+    /// The enforcement configuration (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// The audit log (JSONL), or `-` for standard input.
+    #[arg(value_name = "LOG|-")]
+    log: String,
+    /// Write enforcement events to FILE (created or truncated) instead of
+    /// standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Never show the progress line (it is shown only on a terminal, for runs
+    /// longer than a second).
+    #[arg(long)]
+    no_progress: bool,
+    /// How many recent distinct request ids are remembered (at least 100000).
+    #[arg(long, value_name = "N", default_value_t = replay::MIN_REQUEST_WINDOW as u64,
+          value_parser = clap::value_parser!(u64).range(replay::MIN_REQUEST_WINDOW as u64..))]
+    request_window: u64,
+    /// Lines longer than this are rejected without being buffered.
+    #[arg(long, value_name = "BYTES", default_value_t = replay::DEFAULT_MAX_LINE_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=(1u64 << 30)))]
+    max_line_bytes: u64,
+}
+
+/// Checks a configuration and prints the findings, one per line
+/// (W001-W005 warnings, E001 errors). With --live, also connects to the
+/// configured Redis and Postgres and reports reachability, migration state
+/// and Redis's maxmemory-policy (W004 when it evicts keys).
+///
+/// Exit status: 0 no errors, 2 an error finding, 1 a live problem
+/// (unreachable server, pending migrations).
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct CheckArgs {
+    /// The enforcement configuration (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Also connect to Redis and Postgres.
+    #[arg(long)]
+    live: bool,
+}
+
+/// Manages blocks in the stores the configuration names (memory, Redis,
+/// Postgres): list, add, revoke.
+#[derive(Debug, Subcommand)]
+enum BlocksCommand {
+    List(ListArgs),
+    Add(AddArgs),
+    Revoke(RevokeArgs),
+}
+
+/// Lists active blocks: permanent, then temporary (a SCAN on Redis), as a
+/// table or JSON.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct ListArgs {
+    /// The enforcement configuration (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Only this scope (ip, user, session, …).
+    #[arg(long)]
+    scope: Option<String>,
+    /// Only this value's active entry (needs --scope).
+    #[arg(long, requires = "scope")]
+    value: Option<String>,
+    /// A JSON array instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Blocks a scope value: temporary with --ttl, permanent without. Emits
+/// `audit.enforcement.block_applied` (rule name `manual`).
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct AddArgs {
+    /// The enforcement configuration (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// The scope to block: ip, user, session (or a custom block-eligible one).
+    #[arg(long)]
+    scope: String,
+    /// The value: an IP address, a user id, a session id.
+    #[arg(long)]
+    value: String,
+    /// Lifetime: seconds, or with a unit (90s, 15m, 2h, 7d). Absent: permanent.
+    #[arg(long, value_parser = parse_ttl)]
+    ttl: Option<u64>,
+    /// Why (kept with the block).
+    #[arg(long)]
+    reason: String,
+    /// Who blocks (default: cli:$USER).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Response status for denied requests (default: the configuration's).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(100..=599))]
+    status_code: Option<u16>,
+    /// Response message for denied requests (default: the configuration's).
+    #[arg(long)]
+    message: Option<String>,
+    /// Append enforcement events to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// Revokes a scope value's blocks in every tier. Emits
+/// `audit.enforcement.block_revoked` when something was removed; revoking
+/// nothing is not an error.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct RevokeArgs {
+    /// The enforcement configuration (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    #[arg(long)]
+    scope: String,
+    #[arg(long)]
+    value: String,
+    /// Why (kept in the audit trail).
+    #[arg(long)]
+    reason: String,
+    /// Who revokes (default: cli:$USER).
+    #[arg(long)]
+    revoked_by: Option<String>,
+    /// Append enforcement events to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// Applies the embedded Postgres migrations (the permanent_blocks table) to
+/// the configuration's database_url and reports what it applied.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct MigrateArgs {
+    /// The enforcement configuration (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+fn init_tracing(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "error",
+        1 => "warn",
+        2 => "info",
+        3 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+fn append_output(output: Option<PathBuf>) -> OutputTarget {
+    output.map_or(OutputTarget::Stdout, |path| OutputTarget::File {
+        path,
+        append: true,
+    })
+}
+
+fn run(cli: Cli) -> Result<u8, CliError> {
+    match cli.command {
+        Command::Replay(a) => {
+            replay::run(&replay::ReplayOptions {
+                config: a.config,
+                log: a.log,
+                output: a
+                    .output
+                    .map_or(OutputTarget::Stdout, |path| OutputTarget::File {
+                        path,
+                        append: false,
+                    }),
+                progress: !a.no_progress,
+                request_window: usize::try_from(a.request_window).unwrap_or(usize::MAX),
+                max_line_bytes: usize::try_from(a.max_line_bytes)
+                    .unwrap_or(replay::DEFAULT_MAX_LINE_BYTES),
+            })?;
+            Ok(EXIT_OK)
+        }
+        Command::Check(a) => check_cmd::run(&a.config, a.live),
+        Command::Blocks(BlocksCommand::List(a)) => {
+            blocks::list(&a.config, a.scope.as_deref(), a.value.as_deref(), a.json)?;
+            Ok(EXIT_OK)
+        }
+        Command::Blocks(BlocksCommand::Add(a)) => {
+            blocks::add(
+                &a.config,
+                &append_output(a.output),
+                &blocks::AddRequest {
+                    scope: a.scope,
+                    value: a.value,
+                    ttl: a.ttl,
+                    reason: a.reason,
+                    actor: a.actor.unwrap_or_else(default_actor),
+                    status_code: a.status_code,
+                    message: a.message,
+                },
+            )?;
+            Ok(EXIT_OK)
+        }
+        Command::Blocks(BlocksCommand::Revoke(a)) => {
+            blocks::revoke(
+                &a.config,
+                &append_output(a.output),
+                &a.scope,
+                &a.value,
+                &a.reason,
+                &a.revoked_by.unwrap_or_else(default_actor),
+            )?;
+            Ok(EXIT_OK)
+        }
+        Command::Migrate(a) => {
+            migrate::run(&a.config)?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("sec-audit: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

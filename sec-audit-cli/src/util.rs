@@ -1,0 +1,308 @@
+//! Small helpers shared by the commands: loading the configuration, output
+//! writers that remember their first error, URL redaction, durations and
+//! text tables.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sec_audit_enforce::Config;
+
+use crate::error::CliError;
+
+/// Reads, parses and validates the configuration file (environment
+/// overrides applied: `SEC_AUDIT_REDIS_URL`, `DATABASE_URL`).
+pub fn load_config(path: &Path) -> Result<Config, CliError> {
+    Config::from_file(path).map_err(|e| CliError::from_config(path, &e))
+}
+
+/// The first write error seen by a [`WatchedWriter`], shared with whoever
+/// must notice it (the enforcement-record writer swallows errors after
+/// logging them).
+#[derive(Clone, Default)]
+pub struct WriteWatch {
+    failed: Arc<AtomicBool>,
+    first: Arc<Mutex<Option<String>>>,
+}
+
+impl WriteWatch {
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// The first error, as text.
+    pub fn error(&self) -> Option<String> {
+        if !self.failed() {
+            return None;
+        }
+        match self.first.lock() {
+            Ok(g) => g.clone(),
+            Err(_) => Some("write failed".into()),
+        }
+    }
+
+    fn record(&self, e: &io::Error) {
+        if !self.failed.swap(true, Ordering::Relaxed) {
+            if let Ok(mut g) = self.first.lock() {
+                *g = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// A writer that records its first error in a [`WriteWatch`] and refuses
+/// further writes after it.
+pub struct WatchedWriter {
+    inner: Box<dyn Write + Send>,
+    watch: WriteWatch,
+}
+
+impl WatchedWriter {
+    pub fn new(inner: Box<dyn Write + Send>, watch: WriteWatch) -> Self {
+        WatchedWriter { inner, watch }
+    }
+}
+
+impl Write for WatchedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.watch.failed() {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        self.inner.write(buf).inspect_err(|e| self.watch.record(e))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        if self.watch.failed() {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        self.inner
+            .write_all(buf)
+            .inspect_err(|e| self.watch.record(e))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.watch.failed() {
+            return Err(io::Error::other("an earlier write failed"));
+        }
+        self.inner.flush().inspect_err(|e| self.watch.record(e))
+    }
+}
+
+/// Where enforcement records go: standard output, or a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputTarget {
+    Stdout,
+    /// Truncated when `append` is false.
+    File {
+        path: PathBuf,
+        append: bool,
+    },
+}
+
+impl OutputTarget {
+    pub fn describe(&self) -> String {
+        match self {
+            OutputTarget::Stdout => "standard output".into(),
+            OutputTarget::File { path, .. } => path.display().to_string(),
+        }
+    }
+
+    /// Opens the target (creating the file) behind a watched writer.
+    pub fn open(&self, watch: &WriteWatch) -> Result<WatchedWriter, CliError> {
+        let inner: Box<dyn Write + Send> = match self {
+            OutputTarget::Stdout => Box::new(io::stdout()),
+            OutputTarget::File { path, append } => {
+                let mut opts = std::fs::OpenOptions::new();
+                opts.create(true);
+                if *append {
+                    opts.append(true);
+                } else {
+                    opts.write(true).truncate(true);
+                }
+                let f = opts.open(path).map_err(|e| {
+                    CliError::runtime(format!("cannot open output {}: {e}", path.display()))
+                })?;
+                Box::new(f)
+            }
+        };
+        Ok(WatchedWriter::new(inner, watch.clone()))
+    }
+}
+
+/// A URL with its password (and any `password=` query value) replaced by
+/// `***`, safe to print.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                let user = userinfo[..colon].to_string();
+                out.replace_range(rest_start..rest_start + at, &format!("{user}:***"));
+            }
+        }
+    }
+    if let Some(i) = out.find("password=") {
+        let start = i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' '])
+            .map_or(out.len(), |j| start + j);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+/// Parses a TTL: whole seconds, or a number with `s`, `m`, `h` or `d`.
+pub fn parse_ttl(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_lowercase()),
+        _ => (s, 's'),
+    };
+    let factor = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        other => return Err(format!("unknown unit `{other}` (use s, m, h or d)")),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 300, 90s, 15m, 2h, 7d)"))?;
+    let secs = n
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{s}` is too long"))?;
+    if secs == 0 {
+        return Err("must be greater than 0 (omit --ttl for a permanent block)".into());
+    }
+    Ok(secs)
+}
+
+/// A left-aligned text table; the last column is not padded.
+pub fn table(header: &[&str], rows: &[Vec<String>], right_align: &[usize]) -> String {
+    let cols = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(cols) {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(c.chars().count());
+            if right_align.contains(&i) {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                if i + 1 < cells.len() {
+                    l.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// Cuts `s` to at most `max` characters, marking the cut with `…`.
+pub fn ellipsize(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The name of whoever runs the command, for `--actor` / `--revoked-by`
+/// defaults.
+pub fn default_actor() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .map_or_else(|| "sec-audit-cli".to_string(), |u| format!("cli:{u}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            redact_url("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            redact_url("postgres://app:pw@db/x?sslmode=require"),
+            "postgres://app:***@db/x?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+        assert_eq!(
+            redact_url("host=db password=pw dbname=x"),
+            "host=db password=*** dbname=x"
+        );
+    }
+
+    #[test]
+    fn ttls_parse_with_units() {
+        assert_eq!(parse_ttl("300"), Ok(300));
+        assert_eq!(parse_ttl("90s"), Ok(90));
+        assert_eq!(parse_ttl("15m"), Ok(900));
+        assert_eq!(parse_ttl("2h"), Ok(7200));
+        assert_eq!(parse_ttl("7D"), Ok(604_800));
+        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("abc").is_err());
+        assert!(parse_ttl("5w").is_err());
+        assert!(parse_ttl("-5").is_err());
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(
+            &["a", "count", "z"],
+            &[vec!["long-name".into(), "5".into(), "x".into()]],
+            &[1],
+        );
+        assert_eq!(t, "a          count  z\nlong-name      5  x\n");
+    }
+
+    #[test]
+    fn watched_writer_remembers_the_first_error() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::BrokenPipe, "pipe closed"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let watch = WriteWatch::default();
+        let mut w = WatchedWriter::new(Box::new(Broken), watch.clone());
+        assert!(!watch.failed());
+        assert!(w.write_all(b"x").is_err());
+        assert!(watch.failed());
+        assert_eq!(watch.error().as_deref(), Some("pipe closed"));
+    }
+}
