@@ -18,7 +18,7 @@ use sec_audit_plugin_sdk::ffi::{
     FfiEvent_TO, FfiHistory, FfiHistory_TO, FfiMatch, FfiQuery, FfiRows, FfiRowsBox, FfiRows_TO,
     FfiRuleBox, FfiRuleError, FfiValue,
 };
-use sec_audit_plugin_sdk::value_to_ffi;
+use sec_audit_plugin_sdk::{map_from_ffi, value_to_ffi};
 use sec_audit_rules::{
     ActionKind, Counters, HistoryContext, HistoryQuery, HistoryReader, HistoryRow, Match, Rule,
     RuleContext, RuleError,
@@ -202,10 +202,6 @@ fn decision(d: FfiDecision) -> ActionKind {
     }
 }
 
-fn parse_object(text: &str) -> Option<Map<String, Value>> {
-    serde_json::from_str(text).ok()
-}
-
 impl PluginRuleAdapter {
     /// Calls `f` with the borrowed views of one call.
     fn call<T>(&self, ctx: &RuleContext<'_>, f: impl FnOnce(&FfiContext<'_>) -> T) -> T {
@@ -237,19 +233,17 @@ impl PluginRuleAdapter {
     }
 
     fn to_match(&self, m: FfiMatch, event: &AuditEvent, now: f64) -> Result<Match, RuleError> {
-        let metadata = if m.metadata_json.is_empty() {
-            Map::new()
-        } else {
-            parse_object(m.metadata_json.as_str())
-                .ok_or_else(|| RuleError::InvalidMatch("metadata is not a JSON object".into()))?
-        };
         let mut out = Match::new(self, event, now, m.message.into_string());
-        out.rule_name = m.rule_name.into_string();
+        if let ROption::RSome(name) = m.rule_name {
+            out.rule_name = name.into_string();
+        }
         out.severity = m.severity;
         out.decision = m.decision.into_option().map(decision);
         out.subject = m.subject.into_option().map(RString::into_string);
         out.tags = m.tags.into_iter().map(RString::into_string).collect();
-        out.metadata = Arc::new(metadata);
+        if !m.metadata.is_empty() {
+            out.metadata = Arc::new(map_from_ffi(m.metadata));
+        }
         Ok(out)
     }
 }
@@ -299,11 +293,7 @@ impl Rule for PluginRuleAdapter {
                 .history_attributes(FfiEvent_TO::from_ptr(&host_event, TD_Opaque), fctx)
         });
         match outcome {
-            RResult::ROk(ROption::RSome(text)) => {
-                parse_object(text.as_str()).map(Some).ok_or_else(|| {
-                    RuleError::Failed("history attributes are not a JSON object".into())
-                })
-            }
+            RResult::ROk(ROption::RSome(entries)) => Ok(Some(map_from_ffi(entries))),
             RResult::ROk(ROption::RNone) => Ok(None),
             RResult::RErr(e) => Err(self.error(e)),
         }

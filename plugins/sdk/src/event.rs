@@ -7,7 +7,9 @@ use std::borrow::Cow;
 use abi_stable::std_types::{RCowStr, RStr};
 use serde_json::{Map, Number, Value};
 
-use crate::ffi::{FfiAccessor, FfiEventRef, FfiRowsBox, FfiValue};
+use abi_stable::std_types::{RString, RVec};
+
+use crate::ffi::{FfiAccessor, FfiEntry, FfiEventRef, FfiOwnedValue, FfiRowsBox, FfiValue};
 
 /// One audit event (events.md): an `event_type` and attributes with
 /// OTel-style dotted keys. Typed accessors never fail: a missing or
@@ -227,6 +229,55 @@ pub fn value_to_ffi(v: Option<&Value>) -> FfiValue<'_> {
     }
 }
 
+/// A map into its boundary form (scalars and strings moved, arrays and
+/// objects as JSON text).
+pub fn map_to_ffi(map: Map<String, Value>) -> RVec<FfiEntry> {
+    map.into_iter()
+        .map(|(k, v)| FfiEntry {
+            key: k.into(),
+            value: match v {
+                Value::Null => FfiOwnedValue::Null,
+                Value::Bool(b) => FfiOwnedValue::Bool(b),
+                Value::Number(n) => {
+                    if let Some(i) = n.as_i64() {
+                        FfiOwnedValue::Int(i)
+                    } else if let Some(u) = n.as_u64() {
+                        FfiOwnedValue::UInt(u)
+                    } else {
+                        FfiOwnedValue::Float(n.as_f64().unwrap_or(0.0))
+                    }
+                }
+                Value::String(s) => FfiOwnedValue::Str(s.into()),
+                other => {
+                    FfiOwnedValue::Json(serde_json::to_string(&other).unwrap_or_default().into())
+                }
+            },
+        })
+        .collect()
+}
+
+/// The boundary form back into a map. An undecodable nested value reads as
+/// `null`.
+pub fn map_from_ffi(entries: RVec<FfiEntry>) -> Map<String, Value> {
+    entries
+        .into_iter()
+        .map(|e| {
+            let value = match e.value {
+                FfiOwnedValue::Null => Value::Null,
+                FfiOwnedValue::Bool(b) => Value::Bool(b),
+                FfiOwnedValue::Int(i) => Value::Number(Number::from(i)),
+                FfiOwnedValue::UInt(u) => Value::Number(Number::from(u)),
+                FfiOwnedValue::Float(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
+                FfiOwnedValue::Str(s) => Value::String(s.into_string()),
+                FfiOwnedValue::Json(text) => {
+                    serde_json::from_str(text.as_str()).unwrap_or(Value::Null)
+                }
+            };
+            (RString::into_string(e.key), value)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +298,13 @@ mod tests {
         }
         assert_eq!(value_from_ffi(value_to_ffi(Some(&Value::Null))), None);
         assert_eq!(value_from_ffi(value_to_ffi(None)), None);
+    }
+
+    #[test]
+    fn maps_round_trip_through_the_ffi_representation() {
+        let m = json!({"n": null, "b": false, "i": -1, "u": u64::MAX, "f": 0.5, "s": "x",
+                       "a": [1, {"k": "v"}], "o": {"deep": [true]}});
+        let Value::Object(m) = m else { unreachable!() };
+        assert_eq!(map_from_ffi(map_to_ffi(m.clone())), m);
     }
 }

@@ -64,13 +64,13 @@ pub trait FfiRule: Send + Sync {
         ctx: &FfiContext<'_>,
     ) -> RResult<ROption<FfiMatch>, FfiRuleError>;
 
-    /// A JSON object as text, or nothing.
+    /// A map of attributes, or nothing.
     #[sabi(last_prefix_field)]
     fn history_attributes(
         &self,
         event: FfiEventRef<'_>,
         ctx: &FfiContext<'_>,
-    ) -> RResult<ROption<RString>, FfiRuleError>;
+    ) -> RResult<ROption<RVec<FfiEntry>>, FfiRuleError>;
 }
 
 /// What a rule declares about itself.
@@ -110,17 +110,41 @@ pub enum FfiDecision {
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone)]
 pub struct FfiMatch {
-    pub rule_name: RString,
+    /// `None`: the producing rule's own name (the common case, sent without
+    /// copying); otherwise whatever name the plugin put in the match.
+    pub rule_name: ROption<RString>,
     pub severity: u8,
     pub message: RString,
     pub decision: ROption<FfiDecision>,
     pub subject: ROption<RString>,
     pub tags: RVec<RString>,
-    /// A JSON object as text; empty when there is no metadata.
-    pub metadata_json: RString,
+    pub metadata: RVec<FfiEntry>,
     /// Present only in the test-only SDK build that changes the layout.
     #[cfg(feature = "test-changed-layout")]
     pub layout_probe: u64,
+}
+
+/// One entry of a map a plugin hands the host (match metadata, history
+/// attributes).
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct FfiEntry {
+    pub key: RString,
+    pub value: FfiOwnedValue,
+}
+
+/// A JSON value a plugin hands the host: scalars and strings as they are,
+/// arrays and objects as JSON text.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub enum FfiOwnedValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Str(RString),
+    Json(RString),
 }
 
 /// Why a rule call failed.

@@ -51,7 +51,9 @@ pub mod shim;
 
 pub use config::{number, ConfigError, Params, PluginConfig};
 pub use context::{Context, Counters, History, HistoryQuery};
-pub use event::{value_to_ffi, Event, HistoryRows, Row};
+#[doc(hidden)]
+pub use event::{map_from_ffi, map_to_ffi, value_to_ffi};
+pub use event::{Event, HistoryRows, Row};
 pub use rule::{Decision, HistoryContext, PluginMatch, PluginRule, RuleError};
 pub use serde_json;
 

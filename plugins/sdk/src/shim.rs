@@ -15,10 +15,10 @@ use serde_json::{Map, Value};
 
 use crate::config::{ConfigError, PluginConfig};
 use crate::context::Context;
-use crate::event::Event;
+use crate::event::{map_to_ffi, Event};
 use crate::ffi::{
-    FfiConfigError, FfiContext, FfiErrorKind, FfiEventRef, FfiHistoryContext, FfiMatch, FfiRule,
-    FfiRuleBox, FfiRuleError, FfiRuleInfo, FfiRule_TO, PluginMod, PluginModRef,
+    FfiConfigError, FfiContext, FfiEntry, FfiErrorKind, FfiEventRef, FfiHistoryContext, FfiMatch,
+    FfiRule, FfiRuleBox, FfiRuleError, FfiRuleInfo, FfiRule_TO, PluginMod, PluginModRef,
 };
 use crate::rule::{PluginMatch, PluginRule};
 
@@ -117,9 +117,13 @@ impl RuleShim {
     }
 }
 
-fn match_to_ffi(m: PluginMatch) -> FfiMatch {
+fn match_to_ffi(m: PluginMatch, own_name: &str) -> FfiMatch {
     FfiMatch {
-        rule_name: m.rule_name.into(),
+        rule_name: if m.rule_name == own_name {
+            RNone
+        } else {
+            RSome(m.rule_name.into())
+        },
         severity: m.severity,
         message: m.message.into(),
         decision: match m.decision {
@@ -131,13 +135,7 @@ fn match_to_ffi(m: PluginMatch) -> FfiMatch {
             None => RNone,
         },
         tags: m.tags.into_iter().map(RString::from).collect(),
-        metadata_json: if m.metadata.is_empty() {
-            RString::new()
-        } else {
-            serde_json::to_string(&m.metadata)
-                .unwrap_or_default()
-                .into()
-        },
+        metadata: map_to_ffi(m.metadata),
         #[cfg(feature = "test-changed-layout")]
         layout_probe: 0,
     }
@@ -162,7 +160,7 @@ impl FfiRule for RuleShim {
             self.rule.evaluate(&event, &ctx)
         });
         match outcome {
-            Ok(Ok(Some(m))) => RResult::ROk(RSome(match_to_ffi(m))),
+            Ok(Ok(Some(m))) => RResult::ROk(RSome(match_to_ffi(m, self.rule.name()))),
             Ok(Ok(None)) => RResult::ROk(RNone),
             Ok(Err(e)) => RResult::RErr(e.into_ffi()),
             Err(p) => RResult::RErr(panicked(p)),
@@ -173,16 +171,16 @@ impl FfiRule for RuleShim {
         &self,
         event: FfiEventRef<'_>,
         ctx: &FfiContext<'_>,
-    ) -> RResult<ROption<RString>, FfiRuleError> {
+    ) -> RResult<ROption<RVec<FfiEntry>>, FfiRuleError> {
         let outcome = guarded(|| {
             let event = Event::new(event);
             let ctx = Context::new(ctx, &self.config);
             self.rule
                 .history_attributes(&event, &ctx)
-                .map(|m| m.map(|m| serde_json::to_string(&m).unwrap_or_default()))
+                .map(|m| m.map(map_to_ffi))
         });
         match outcome {
-            Ok(Ok(Some(text))) => RResult::ROk(RSome(text.into())),
+            Ok(Ok(Some(entries))) => RResult::ROk(RSome(entries)),
             Ok(Ok(None)) => RResult::ROk(RNone),
             Ok(Err(e)) => RResult::RErr(e.into_ffi()),
             Err(p) => RResult::RErr(panicked(p)),
