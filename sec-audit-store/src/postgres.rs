@@ -63,7 +63,6 @@ struct PooledConn {
     conn: PgConnection,
     generation: u64,
     poisoned: bool,
-    uses: u64,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -80,7 +79,6 @@ impl r2d2::ManageConnection for Manager {
             conn,
             generation,
             poisoned: false,
-            uses: 0,
         })
     }
 
@@ -109,14 +107,32 @@ impl From<DieselError> for Failure {
 }
 
 impl Failure {
+    /// The connection died under us (server restarted or shut down), as
+    /// opposed to the statement failing. libpq may hand over the server's
+    /// farewell (`FATAL: terminating connection …`, SQLSTATE class 57P)
+    /// before it notices the closed socket, and diesel then reports an
+    /// unknown error kind: the message tells.
     fn connection_lost(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Failure::Diesel(DieselError::DatabaseError(
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _
-            ))
-        )
+                _,
+            )) => true,
+            Failure::Diesel(DieselError::DatabaseError(_, info)) => {
+                let m = info.message();
+                [
+                    "terminating connection",
+                    "server closed the connection",
+                    "no connection to the server",
+                    "could not receive data from server",
+                    "could not send data to server",
+                    "the database system is shutting down",
+                ]
+                .iter()
+                .any(|needle| m.contains(needle))
+            }
+            _ => false,
+        }
     }
 
     fn into_store(self) -> StoreError {
@@ -269,7 +285,8 @@ impl PostgresBlockStore {
     }
 
     /// Runs `f` (which issues `queries` queries) on a pooled connection,
-    /// retrying once on a fresh connection when a reused one was dead.
+    /// retrying once on a fresh connection when the first one was dead
+    /// (an idle pooled connection may predate a server restart).
     fn with_conn<T>(
         &self,
         queries: u64,
@@ -297,8 +314,6 @@ impl PostgresBlockStore {
                 }
             })?;
             self.down.succeeded();
-            let reused = c.uses > 0;
-            c.uses += 1;
             self.stats.postgres(queries);
             match f(&mut c.conn) {
                 Ok(v) => return Ok(v),
@@ -307,7 +322,7 @@ impl PostgresBlockStore {
                     // Whatever went wrong, do not hand this connection out
                     // again: it may be broken or mid-transaction.
                     c.poisoned = true;
-                    if lost && reused && attempt == 1 {
+                    if lost && attempt == 1 {
                         self.generation.fetch_add(1, Ordering::AcqRel);
                         tracing::debug!(
                             "postgres: pooled connection was dead, retrying on a fresh one"

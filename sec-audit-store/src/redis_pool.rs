@@ -4,7 +4,7 @@
 //! - Building a pool opens nothing; the first command connects.
 //! - Every connection has read and write timeouts (`command_timeout`); a
 //!   caller waits at most `connect_timeout` for a connection.
-//! - A connection that saw an I/O error is discarded. When a *reused*
+//! - A connection that saw an I/O error is discarded. When a pooled
 //!   connection turns out to be dead (the server restarted, or closed an idle
 //!   connection), every connection opened before is marked stale, and the
 //!   command is retried once on a fresh connection: a restarted server is
@@ -37,7 +37,6 @@ pub(crate) struct PooledConn {
     conn: redis::Connection,
     generation: u64,
     poisoned: bool,
-    uses: u64,
 }
 
 fn stale() -> RedisError {
@@ -62,7 +61,6 @@ impl r2d2::ManageConnection for Manager {
             conn,
             generation,
             poisoned: false,
-            uses: 0,
         })
     }
 
@@ -257,7 +255,7 @@ impl RedisPool {
     }
 
     /// Runs one round trip on a pooled connection, retrying once on a fresh
-    /// connection when a reused one turns out to be dead.
+    /// connection when the first one turns out to be dead.
     fn exec<T>(
         &self,
         f: impl Fn(&mut redis::Connection) -> Result<T, RedisError>,
@@ -266,8 +264,6 @@ impl RedisPool {
         loop {
             attempt += 1;
             let mut c = self.checkout()?;
-            let reused = c.uses > 0;
-            c.uses += 1;
             self.stats.redis(1);
             match f(&mut c.conn) {
                 Ok(v) => return Ok(v),
@@ -277,7 +273,7 @@ impl RedisPool {
                         // with the server: never reuse it.
                         c.poisoned = true;
                     }
-                    if reused && attempt == 1 && e.is_connection_dropped() {
+                    if attempt == 1 && e.is_connection_dropped() {
                         self.shared.generation.fetch_add(1, Ordering::AcqRel);
                         tracing::debug!(error = %e, "redis: pooled connection was dead, retrying on a fresh one");
                         continue;
