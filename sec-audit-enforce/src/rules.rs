@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use sec_audit_plugin_host::{resolve_plugin_path, PluginSpec};
 use sec_audit_rules::{Rule, RuleConfig};
 
 use crate::config::{Config, ConfigError, RuleEntry};
@@ -68,15 +69,23 @@ pub fn resolve_rules(config: &Config) -> Result<ResolvedRules, BuildError> {
                 });
             }
             RuleEntry::Plugin(p) => {
-                let path = if p.path.is_absolute() {
-                    p.path.clone()
-                } else {
-                    config.base_dir.join(&p.path)
-                };
-                return Err(BuildError::Plugin(format!(
-                    "{}: plugin rules are not supported by this build",
-                    path.display()
-                )));
+                let mut spec = PluginSpec::new(resolve_plugin_path(&config.base_dir, &p.path))
+                    .with_config(p.config.clone());
+                if let Some(d) = &p.sha256 {
+                    spec = spec.with_sha256(d.clone());
+                }
+                if let Some(r) = &p.rule {
+                    spec = spec.with_rule(r.clone());
+                }
+                let loaded = sec_audit_plugin_host::load(&spec)
+                    .map_err(|e| BuildError::Plugin(e.to_string()))?;
+                for l in loaded {
+                    out.rules.push(ResolvedRule {
+                        rule: l.rule,
+                        config: p.config.clone(),
+                        origin: RuleOrigin::Plugin(l.plugin_path),
+                    });
+                }
             }
         }
     }
