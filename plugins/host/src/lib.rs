@@ -26,6 +26,8 @@
 //! - **Observe until mapped**: [`plugin_rule_names`] gives the set the
 //!   runtime puts in `ActionPolicy::plugin_rules`.
 
+#![forbid(unsafe_code)]
+
 mod adapter;
 mod error;
 pub mod loader;

@@ -267,6 +267,7 @@ extern "C" fn constructor<F: RulesFactory>() -> RootModuleResult {
 
 /// The header the export macro puts in the library under abi_stable's
 /// well-known symbol name.
+#[allow(unsafe_code)]
 pub const fn lib_header<F: RulesFactory>() -> LibHeader {
     // SAFETY: `constructor::<F>` returns the `PrefixRef` of a `PluginModRef`
     // (built by `root_module::<F>` and erased by abi_stable's own
