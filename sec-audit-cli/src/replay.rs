@@ -143,7 +143,7 @@ impl Replayer {
         self.stats.lines += 1;
         let bytes = match line {
             Line::TooLong(n) => {
-                return self.reject(line_no, format!("line is {n} bytes long, over the limit"))
+                return self.reject(line_no, format!("longer than the line limit ({n} bytes)"))
             }
             Line::Text(b) => b,
         };
