@@ -76,7 +76,10 @@ impl PluginRule for RepeatedNotFound {
         if ip.is_empty() {
             return Ok(None);
         }
-        let key = format!("{NAME}:{ip}");
+        let mut key = String::with_capacity(NAME.len() + 1 + ip.len());
+        key.push_str(NAME);
+        key.push(':');
+        key.push_str(ip);
         let count = ctx.counters.incr(&key, 1, Some(self.window_seconds));
         if count < self.threshold {
             return Ok(None);
