@@ -287,10 +287,12 @@ pub fn run(opts: &ReplayOptions) -> Result<(), CliError> {
         };
         let n = replayer.stats.lines + 1;
         replayer.line(n, line);
-        if n % 4096 == 0 {
-            if let Some(e) = output_failed(&watch) {
-                return Err(e);
-            }
+        // One relaxed atomic load: stop at the first failed write (a closed
+        // pipe, a full disk) rather than replay into the void.
+        if watch.failed() {
+            break;
+        }
+        if n % 1024 == 0 {
             progress.update(lines.bytes_read(), n);
         }
     }
