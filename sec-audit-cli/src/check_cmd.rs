@@ -150,6 +150,29 @@ fn probe_postgres(config: &Config) -> LiveLine {
     }
 }
 
+/// Before a replay on Redis/Postgres: fails when a configured server does
+/// not answer (or Postgres lacks its migrations), since the replay itself
+/// would fail open on every event and report nothing useful.
+pub fn preflight(config: &Config) -> Result<(), CliError> {
+    let mut ignored = Vec::new();
+    if !config.redis_url.trim().is_empty() {
+        let l = probe_redis(config, &mut ignored);
+        if !l.ok {
+            return Err(CliError::runtime(l.text));
+        }
+    }
+    if !config.redis_url.trim().is_empty()
+        && config.permanent_tier_enabled
+        && !config.database_url.trim().is_empty()
+    {
+        let l = probe_postgres(config);
+        if !l.ok {
+            return Err(CliError::runtime(l.text));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `sec-audit check`; returns the exit status.
 pub fn run(config_path: &Path, live: bool) -> Result<u8, CliError> {
     let config = match crate::util::load_config(config_path) {

@@ -299,8 +299,43 @@ fn run(cli: Cli) -> Result<u8, CliError> {
     }
 }
 
+/// Parses the command line; a usage error becomes one line (exit 2), help
+/// and version print as usual.
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) => match e.kind() {
+            ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+            _ => {
+                let text = e.render().to_string();
+                let body = text.split("\nUsage:").next().unwrap_or("");
+                let body = body.trim().trim_start_matches("error:").trim();
+                let mut msg = String::new();
+                for line in body
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+                {
+                    if !msg.is_empty() {
+                        msg.push_str(if msg.ends_with(':') { " " } else { "; " });
+                    }
+                    msg.push_str(line);
+                }
+                eprintln!("sec-audit: {msg} (see --help)");
+                Err(ExitCode::from(error::EXIT_CONFIG))
+            }
+        },
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_tracing(cli.verbose);
     match run(cli) {
         Ok(code) => ExitCode::from(code),

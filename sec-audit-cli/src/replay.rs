@@ -227,6 +227,7 @@ pub fn run(opts: &ReplayOptions) -> Result<(), CliError> {
     // Replay answers "what would have been blocked": it enforces whatever
     // the file's master switch says.
     config.enabled = true;
+    crate::check_cmd::preflight(&config)?;
 
     if let OutputTarget::File { path, .. } = &opts.output {
         if opts.log != "-" && same_file(path, Path::new(&opts.log)) {

@@ -323,6 +323,20 @@ fn io_errors_exit_1_naming_the_cause() {
         "{}",
         stderr(&out)
     );
+    // A configured store that does not answer fails the replay up front
+    // (the replay itself would fail open on every event).
+    let down = dir.write(
+        "down.toml",
+        "redis_url = \"redis://127.0.0.1:1\"\nconnect_timeout_ms = 300\n",
+    );
+    let out = run(&["replay", "--config", s(&down), s(&log)]);
+    expect_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("redis not reachable at redis://127.0.0.1:1"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
     // Refuses to overwrite its input.
     let out = run(&[
         "replay",
@@ -342,7 +356,15 @@ fn io_errors_exit_1_naming_the_cause() {
 fn usage_errors_exit_2() {
     let out = run(&["replay", "examples/sample-audit.jsonl"]);
     expect_code(&out, 2);
-    assert!(stderr(&out).contains("--config"));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("sec-audit: ") && err.contains("--config"),
+        "{err}"
+    );
+    let out = run(&["replay", "--confg", "x.toml", "log"]);
+    expect_code(&out, 2);
+    assert!(stderr(&out).contains("--confg"), "{}", stderr(&out));
     let out = run(&[
         "replay",
         "--config",
