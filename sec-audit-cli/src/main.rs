@@ -1,24 +1,14 @@
 //! `sec-audit`: replay an audit log through the rules, check a
 //! configuration, manage blocks, run the Postgres migrations.
 
-mod blocks;
-mod check_cmd;
-mod error;
-mod lines;
-mod migrate;
-mod progress;
-mod replay;
-mod summary;
-mod util;
-mod window;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use sec_audit_cli::{blocks, check_cmd, error, migrate, replay};
 
-use crate::error::{CliError, EXIT_OK};
-use crate::util::{default_actor, parse_ttl, OutputTarget};
+use sec_audit_cli::error::{CliError, EXIT_OK};
+use sec_audit_cli::util::{default_actor, parse_ttl, OutputTarget};
 
 const EXIT_CODES: &str = "\
 Exit status:

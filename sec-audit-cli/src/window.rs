@@ -51,9 +51,13 @@ impl RequestWindow {
         self.states.insert(id, state);
     }
 
-    #[cfg(test)]
+    /// How many request ids are remembered.
     pub fn len(&self) -> usize {
         self.states.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
     }
 }
 
