@@ -265,6 +265,24 @@ impl Sink {
     }
 }
 
+fn provider_builder(
+    sink: Sink,
+    scrubber: Scrubber,
+) -> opentelemetry_sdk::logs::LoggerProviderBuilder {
+    let builder = SdkLoggerProvider::builder().with_resource(
+        Resource::builder_empty()
+            .with_service_name(SERVICE_NAME)
+            .build(),
+    );
+    match sink {
+        Sink::Stdout => {
+            builder.with_log_processor(JsonlProcessor::new(Box::new(std::io::stdout()), scrubber))
+        }
+        Sink::Writer(w) => builder.with_log_processor(JsonlProcessor::new(w, scrubber)),
+        Sink::Discard => builder,
+    }
+}
+
 /// Produces enforcement events through the OTel logs API and offers them to
 /// subscribers. Subscribers run inline, after the write: they must hand slow
 /// work off (a channel, a queue) rather than block the request.
@@ -286,18 +304,30 @@ impl std::fmt::Debug for EventEmitter {
 impl EventEmitter {
     /// An emitter writing to `sink` (scrubbed by `scrubber`).
     pub fn new(sink: Sink, scrubber: Scrubber, schema_version: &str) -> Self {
-        let builder = SdkLoggerProvider::builder().with_resource(
-            Resource::builder_empty()
-                .with_service_name(SERVICE_NAME)
-                .build(),
-        );
-        let builder = match sink {
-            Sink::Stdout => builder
-                .with_log_processor(JsonlProcessor::new(Box::new(std::io::stdout()), scrubber)),
-            Sink::Writer(w) => builder.with_log_processor(JsonlProcessor::new(w, scrubber)),
-            Sink::Discard => builder,
-        };
-        Self::with_provider(builder.build(), schema_version)
+        Self::with_provider(provider_builder(sink, scrubber).build(), schema_version)
+    }
+
+    /// An emitter writing to `sink` and also exporting every record over
+    /// OTLP/HTTP (protobuf) to `endpoint` (e.g.
+    /// `http://collector:4318/v1/logs`), batched on a background thread so
+    /// the request path never waits on the collector. The JSONL sink stays
+    /// the durable trail. Feature `otlp`.
+    #[cfg(feature = "otlp")]
+    pub fn with_otlp(
+        sink: Sink,
+        scrubber: Scrubber,
+        schema_version: &str,
+        endpoint: &str,
+    ) -> Result<Self, opentelemetry_otlp::ExporterBuildError> {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint)
+            .build()?;
+        let provider = provider_builder(sink, scrubber)
+            .with_batch_exporter(exporter)
+            .build();
+        Ok(Self::with_provider(provider, schema_version))
     }
 
     /// An emitter over any OTel logger provider (add an OTLP exporter, or
@@ -398,6 +428,40 @@ impl EventEmitter {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[cfg(feature = "otlp")]
+    #[test]
+    fn otlp_export_to_an_unreachable_collector_never_blocks_the_trail() {
+        let buf = SharedBuf::default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let emitter = EventEmitter::with_otlp(
+            Sink::Writer(Box::new(buf.clone())),
+            Scrubber::default(),
+            "1.0",
+            &format!("http://127.0.0.1:{port}/v1/logs"),
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        for _ in 0..100 {
+            emitter
+                .emit(EnforcementEvent::new(EventType::Alert, 1).attr("security_rule.name", "r"));
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "batched off the request path"
+        );
+        assert_eq!(
+            String::from_utf8(buf.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .count(),
+            100
+        );
+    }
     use std::sync::Mutex;
 
     #[derive(Clone, Default)]
