@@ -284,6 +284,15 @@ impl RedisPool {
         }
     }
 
+    /// One `GET` of `key`, taken as given (no prefix is added), on a pooled
+    /// connection: the reference cost of a single round trip through this
+    /// pool, for benchmarks and diagnostics.
+    pub fn get_raw(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        self.query(&cmd)
+    }
+
     pub(crate) fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, StoreError> {
         Ok(self.exec(|c| cmd.query(c))?)
     }

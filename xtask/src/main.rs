@@ -6,11 +6,19 @@
 //!   profile unless `--dev`) and copies their shared libraries to
 //!   `<target>/plugins/` (or `DIR`), printing each file's sha256 for the
 //!   configuration's `sha256 = "..."`.
+//! - `bench [--table-only] [--no-memory] [--events N] [FILTER]`: builds the
+//!   plugins, runs the criterion benchmarks of `sec-audit-benches`, replays a
+//!   generated 1 000 000-event log with the release `sec-audit` binary under
+//!   `/usr/bin/time -v` for the peak memory, and prints the table of
+//!   targets (mean per operation, target, ratio to the reference, met or
+//!   not), also written to `<target>/criterion/sec-audit-table.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use sha2::{Digest, Sha256};
+
+mod bench;
 
 /// The example plugins shipped with the workspace (package = library name).
 const EXAMPLE_PLUGINS: [&str; 2] = ["repeated_not_found", "credential_stuffing"];
@@ -20,12 +28,18 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   plugins [--dev] [--out DIR]   build the example plugins (release unless --dev)
                                 and copy them to <target>/plugins/ (or DIR)
+  bench [--table-only] [--no-memory] [--events N] [FILTER]
+                                build the plugins, run the criterion benchmarks
+                                (FILTER: a criterion name filter), measure the
+                                replay's peak memory on N (1000000) events, and
+                                print the table of targets
   help                          this text";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("plugins") => plugins(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())
@@ -41,11 +55,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -54,7 +68,7 @@ fn workspace_root() -> PathBuf {
 
 /// The workspace's target directory, as cargo reports it (honours
 /// `CARGO_TARGET_DIR` and `build.target-dir`).
-fn target_dir(root: &Path) -> Result<PathBuf, String> {
+pub(crate) fn target_dir(root: &Path) -> Result<PathBuf, String> {
     let out = cargo()
         .args([
             "metadata",
@@ -88,7 +102,7 @@ fn sha256_hex(path: &Path) -> Result<String, String> {
         .collect())
 }
 
-fn plugins(args: &[String]) -> Result<(), String> {
+pub(crate) fn plugins(args: &[String]) -> Result<(), String> {
     let mut release = true;
     let mut out_dir: Option<PathBuf> = None;
     let mut it = args.iter();

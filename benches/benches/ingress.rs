@@ -1,0 +1,152 @@
+//! The ingress check (`Runtime::ingress_check`) of a clean request: no
+//! block, and no ingress-safe rule whose path filter admits the request.
+//!
+//! - `ingress_memory`: memory stores. `clean` uses the quickstart built-ins
+//!   with `repeated_route` scoped to a monitored route (`paths =
+//!   ["^/api/export"]`), so no ingress rule applies to the request;
+//!   `clean_quickstart` uses the quickstart as it is, where the unscoped
+//!   `repeated_route` counts every request.
+//! - `ingress_tiered`: the tiered store over the real Redis and Postgres
+//!   with 0, 1 000 and 100 000 active permanent bans (fewer in criterion's
+//!   test mode), each next to a bare Redis `GET` round trip through the same
+//!   `RedisPool` — the reference of the ≤ 1.3× target.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use sec_audit_benches::servers::tiered_store;
+use sec_audit_benches::{full_run, human, BenchRedis, BenchSchema, QUICKSTART_BUILTINS};
+use sec_audit_core::{Clock, SystemClock};
+use sec_audit_enforce::{Config, IngressDecision, RequestView, Runtime, Sink, Stores};
+use sec_audit_store::{RedisCounters, RedisHistory};
+
+/// [`QUICKSTART_BUILTINS`] with `repeated_route` watching one monitored
+/// route instead of every path.
+pub fn scoped_config() -> Config {
+    let text = QUICKSTART_BUILTINS.replace(
+        "builtin = \"repeated_route\"\n",
+        "builtin = \"repeated_route\"\npaths = [\"^/api/export\"]\n",
+    );
+    assert_ne!(text, QUICKSTART_BUILTINS, "repeated_route entry not found");
+    Config::from_toml_str(&text).expect("bench configuration")
+}
+
+fn clean_request() -> RequestView<'static> {
+    RequestView {
+        method: Cow::Borrowed("GET"),
+        path: Cow::Borrowed("/api/accounts/42/"),
+        peer_addr: Cow::Borrowed("198.51.100.7"),
+        forwarded_for: None,
+        user_id: Some(Cow::Borrowed("1042")),
+        session_id: Some(Cow::Borrowed("sess-5f3a9c21")),
+        request_id: Some(Cow::Borrowed("req-1-000001")),
+        body: None,
+    }
+}
+
+fn memory_runtime(config: Config) -> Runtime {
+    Runtime::builder(config)
+        .sink(Sink::Writer(Box::new(std::io::sink())))
+        .build()
+        .expect("runtime on memory stores")
+}
+
+fn ingress_memory(c: &mut Criterion) {
+    let req = clean_request();
+    let mut group = c.benchmark_group("ingress_memory");
+    let scoped = memory_runtime(scoped_config());
+    assert_eq!(scoped.ingress_check(&req), IngressDecision::Allow);
+    group.bench_function("clean", |b| {
+        b.iter(|| std::hint::black_box(scoped.ingress_check(std::hint::black_box(&req))))
+    });
+    let quickstart = memory_runtime(Config::from_toml_str(QUICKSTART_BUILTINS).expect("config"));
+    group.bench_function("clean_quickstart", |b| {
+        b.iter(|| std::hint::black_box(quickstart.ingress_check(std::hint::black_box(&req))))
+    });
+    group.finish();
+}
+
+fn ingress_tiered(c: &mut Criterion) {
+    let full = full_run();
+    // Test mode still runs against the real servers, with a smaller ban list.
+    let levels: [(i64, &str); 3] = if full {
+        [(0, "0_bans"), (1_000, "1k_bans"), (100_000, "100k_bans")]
+    } else {
+        [(0, "0_bans"), (1_000, "1k_bans"), (5_000, "100k_bans")]
+    };
+    let redis = BenchRedis::new("ingress");
+    let schema = BenchSchema::new("ingress");
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = Arc::new(tiered_store(&redis, &schema, Arc::clone(&clock)));
+    let stores = Stores {
+        counters: Arc::new(RedisCounters::new(&redis.pool)),
+        history: Arc::new(RedisHistory::new(&redis.pool)),
+        blocks: store.clone(),
+    };
+    let runtime = Runtime::builder(scoped_config())
+        .clock(Arc::clone(&clock))
+        .sink(Sink::Writer(Box::new(std::io::sink())))
+        .stores(stores)
+        .build()
+        .expect("runtime on the tiered store");
+    let req = clean_request();
+    let get_key = redis.key("block:ip:192.0.2.1");
+
+    let mut group = c.benchmark_group("ingress_tiered");
+    let mut banned = 0i64;
+    for (target, label) in levels {
+        if target > banned {
+            let t = Instant::now();
+            schema.bulk_ban(banned, target);
+            banned = target;
+            eprintln!(
+                "ingress_tiered: {target} bans inserted in {}",
+                human(t.elapsed())
+            );
+        }
+        let t = Instant::now();
+        let members = store
+            .rebuild_mirror()
+            .unwrap_or_else(|e| panic!("mirror rebuild at {target} bans failed: {e}"));
+        assert_eq!(members as i64, target, "mirror holds every ban");
+        eprintln!("ingress_tiered: mirror rebuilt in {}", human(t.elapsed()));
+        assert_eq!(
+            runtime.ingress_check(&req),
+            IngressDecision::Allow,
+            "a clean request is allowed"
+        );
+        let before = store.stats();
+        for _ in 0..10 {
+            runtime.ingress_check(&req);
+        }
+        let cost = store.stats().since(&before);
+        assert_eq!(
+            (cost.redis_round_trips, cost.postgres_queries),
+            (10, 0),
+            "one Redis round trip and no Postgres query per clean request at {target} bans"
+        );
+
+        group.bench_function(BenchmarkId::new("redis_get", label), |b| {
+            b.iter(|| std::hint::black_box(redis.pool.get_raw(&get_key)))
+        });
+        group.bench_function(BenchmarkId::new("ingress_check", label), |b| {
+            b.iter(|| std::hint::black_box(runtime.ingress_check(std::hint::black_box(&req))))
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = ingress_memory, ingress_tiered
+}
+criterion_main!(benches);
