@@ -37,6 +37,11 @@ pub struct ClientIpResolver {
 /// a bare IPv4/IPv6 address, `ip:port`, `[v6]:port` or `[v6]`; surrounding
 /// quotes are ignored.
 pub fn parse_ip_token(token: &str) -> Option<IpAddr> {
+    // The common case, a bare IPv4 address: nothing to trim, and only the
+    // IPv4 grammar can apply (every other form needs a `:` or a bracket).
+    if !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return token.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4);
+    }
     let t = token.trim().trim_matches(|c| c == '"' || c == '\'');
     if t.is_empty() {
         return None;

@@ -1,6 +1,8 @@
 //! The runtime: everything enforcement needs, built from one
 //! configuration, with the ingress check, egress and the block API.
 
+use std::cell::RefCell;
+use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -180,7 +182,16 @@ impl RuntimeBuilder {
                     key: "trusted_proxy_cidrs".into(),
                     reason: e.to_string(),
                 })?;
+        // The request's candidate scopes (ip, user, session) in the
+        // registry's precedence order, kept to the block-eligible ones.
+        let candidate_order = engine
+            .scopes()
+            .names()
+            .filter(|n| engine.scopes().is_block_eligible(n))
+            .filter_map(|n| CANDIDATE_SCOPES.iter().position(|c| *c == n))
+            .collect();
         Ok(Runtime {
+            candidate_order,
             fail_closed: config.fail_closed_path_regexes()?,
             resolver,
             enforcer,
@@ -193,9 +204,25 @@ impl RuntimeBuilder {
     }
 }
 
+/// The scopes a request is looked up under at ingress.
+const CANDIDATE_SCOPES: [&str; 3] = ["ip", "user", "session"];
+
+/// Per-thread buffers of the ingress check.
+#[derive(Default)]
+struct Scratch {
+    ip: String,
+    candidates: Vec<ScopeKey>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
 /// The enforcement runtime. Share it behind an `Arc`; every method takes
 /// `&self` and none panics into the caller.
 pub struct Runtime {
+    /// Indexes into [`CANDIDATE_SCOPES`], in block precedence order.
+    candidate_order: Vec<usize>,
     config: Config,
     engine: Engine,
     enforcer: Enforcer,
@@ -301,9 +328,47 @@ impl Runtime {
     }
 
     fn ingress_inner(&self, request: &RequestView<'_>) -> IngressDecision {
-        let (candidates, ip) = self.candidate_scopes(request);
+        // Reused buffers for the client IP and the candidate keys: a clean
+        // request allocates nothing for them. A nested ingress check on
+        // this thread (from a subscriber) gets fresh ones.
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut scratch) => self.ingress_with(request, &mut scratch),
+            Err(_) => self.ingress_with(request, &mut Scratch::default()),
+        })
+    }
+
+    fn ingress_with(&self, request: &RequestView<'_>, scratch: &mut Scratch) -> IngressDecision {
+        let Scratch { ip, candidates } = scratch;
+        ip.clear();
+        let resolved = self
+            .resolver
+            .resolve(&request.peer_addr, request.forwarded_for.as_deref());
+        if let Some(addr) = resolved {
+            push_ip(ip, addr);
+        }
+        let ip: Option<&str> = resolved.map(|_| ip.as_str());
+        // As `candidate_scopes` (ScopeRegistry::block_candidates), into the
+        // reused keys.
+        let values = [
+            ip.unwrap_or(""),
+            request.user_id.as_deref().unwrap_or(""),
+            request.session_id.as_deref().unwrap_or(""),
+        ];
+        let mut n = 0;
+        for &i in &self.candidate_order {
+            let v = values[i].trim();
+            if v.is_empty() {
+                continue;
+            }
+            match candidates.get_mut(n) {
+                Some(k) => k.assign(CANDIDATE_SCOPES[i], v),
+                None => candidates.push(ScopeKey::new(CANDIDATE_SCOPES[i], v)),
+            }
+            n += 1;
+        }
+        candidates.truncate(n);
         if !candidates.is_empty() {
-            match self.blocks.first_active(&candidates) {
+            match self.blocks.first_active(candidates) {
                 Ok(Some(entry)) => {
                     self.emitter.emit(
                         EnforcementEvent::new(EventType::Blocked, self.clock.now_ns())
@@ -347,7 +412,12 @@ impl Runtime {
         if !self.config.eval_safe_on_ingress || !self.engine.has_ingress_rules() {
             return IngressDecision::Allow;
         }
-        let event = match synthetic_event(request, ip.as_deref()) {
+        // The common case: no ingress-safe rule can apply to this path, so
+        // the pass would end with no match; skip building its event.
+        if self.engine.ingress_pass_is_noop(&request.path) {
+            return IngressDecision::Allow;
+        }
+        let event = match synthetic_event(request, ip) {
             Ok(e) => e,
             Err(e) => {
                 tracing::warn!(error = %e, "could not build the synthetic ingress event");
@@ -367,6 +437,10 @@ impl Runtime {
                 };
             }
         };
+        if matches.is_empty() && !self.engine.scopes().has_custom() {
+            // Nothing to apply (and built-in extractors cannot fail).
+            return IngressDecision::Allow;
+        }
         let subject = self.engine.scopes().extract(&event);
         let mut deny: Option<IngressDecision> = None;
         for m in &matches {
@@ -520,6 +594,31 @@ impl Runtime {
     }
 }
 
+/// Appends `ip` as its `Display` form does (IPv4 written directly, without
+/// the formatting machinery).
+fn push_ip(out: &mut String, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + (octet / 10) % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        // Writing into a String cannot fail.
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// The synthetic `audit.http.request.pre` event of a request.
 pub fn synthetic_event(
     request: &RequestView<'_>,
@@ -544,4 +643,28 @@ pub fn synthetic_event(
         );
     }
     AuditEvent::new(INGRESS_EVENT_TYPE, attrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_ip;
+
+    #[test]
+    fn ip_text_is_the_display_form() {
+        for text in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.99.100",
+            "255.255.255.255",
+            "198.51.100.7",
+            "2001:db8::1",
+            "::1",
+        ] {
+            let ip: std::net::IpAddr = text.parse().unwrap();
+            let mut out = String::from("stale");
+            out.clear();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+    }
 }

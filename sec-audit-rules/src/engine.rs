@@ -192,7 +192,18 @@ impl EngineBuilder {
             });
         }
         let clock = self.clock;
+        let ingress_rules = registered
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.safe_for_enforcement
+                    && (r.event_types.is_empty()
+                        || r.event_types.iter().any(|t| t == INGRESS_EVENT_TYPE))
+            })
+            .map(|(i, _)| i)
+            .collect();
         Ok(Engine {
+            ingress_rules,
             counters: self
                 .counters
                 .unwrap_or_else(|| Arc::new(MemoryCounters::new(Arc::clone(&clock)))),
@@ -213,6 +224,10 @@ impl EngineBuilder {
 /// Runs rules over events. Cheap to share: `evaluate` takes `&self`.
 pub struct Engine {
     rules: Vec<Registered>,
+    /// Indexes of the rules that run on a synthetic ingress event
+    /// (`safe_for_enforcement`, and `audit.http.request.pre` among their
+    /// event types).
+    ingress_rules: Vec<usize>,
     scopes: Arc<ScopeRegistry>,
     counters: Arc<dyn Counters>,
     history: Arc<dyn HistoryStore>,
@@ -266,6 +281,28 @@ impl Engine {
     /// Whether any registered rule runs on the ingress pass.
     pub fn has_ingress_rules(&self) -> bool {
         self.rules.iter().any(|r| r.safe_for_enforcement)
+    }
+
+    /// Whether the ingress pass over a request for `path` is known to end
+    /// with no match and no failure, so that the caller may skip it (and
+    /// building its synthetic `audit.http.request.pre` event): every rule
+    /// that would run on that event promises, through
+    /// [`Rule::may_match_path`], that it cannot match this path, and
+    /// building the scope keys cannot fail the pass (no custom scope
+    /// extractor, or fail-open).
+    pub fn ingress_pass_is_noop(&self, path: &str) -> bool {
+        if self.scopes.has_custom() && !self.options.fail_open {
+            return false;
+        }
+        self.ingress_rules.iter().all(|&i| {
+            let rule = &self.rules[i].rule;
+            // A panicking pre-check promises nothing: the pass runs and
+            // isolates the rule as usual.
+            matches!(
+                catch_unwind(AssertUnwindSafe(|| rule.may_match_path(path))),
+                Ok(false)
+            )
+        })
     }
 
     /// Evaluates every applicable rule on `event`. With `enforcement_only`,

@@ -188,6 +188,14 @@ pub trait Rule: Send + Sync {
     fn history_context(&self) -> Option<&HistoryContext> {
         None
     }
+    /// A cheap pre-check for the ingress pass: `false` promises that
+    /// `evaluate` returns `Ok(None)`, with no side effect, for every event
+    /// whose `path()` is `path`, so the runtime may skip the pass (and
+    /// building its synthetic event) when no ingress-safe rule could apply.
+    /// Default: `true` (no promise).
+    fn may_match_path(&self, _path: &str) -> bool {
+        true
+    }
     fn evaluate(
         &self,
         event: &AuditEvent,

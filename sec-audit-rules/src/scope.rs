@@ -29,6 +29,14 @@ impl ScopeKey {
             split: scope.len(),
         }
     }
+    /// Makes this key `scope:value`, reusing its buffer.
+    pub fn assign(&mut self, scope: &str, value: &str) {
+        self.joined.clear();
+        self.joined.push_str(scope);
+        self.joined.push(':');
+        self.joined.push_str(value);
+        self.split = scope.len();
+    }
     pub fn scope(&self) -> &str {
         &self.joined[..self.split]
     }
@@ -231,6 +239,14 @@ impl ScopeRegistry {
         self.defs.iter().map(|d| d.name.as_str())
     }
 
+    /// Whether any scope has a custom extractor (code supplied by the
+    /// integrator, which may fail).
+    pub fn has_custom(&self) -> bool {
+        self.defs
+            .iter()
+            .any(|d| matches!(d.extract, Extract::Custom(_)))
+    }
+
     pub fn is_block_eligible(&self, name: &str) -> bool {
         self.get(name).is_some_and(|d| d.block_eligible)
     }
@@ -265,15 +281,31 @@ impl ScopeRegistry {
     /// block-eligible scopes.
     pub fn block_candidates(&self, candidates: &[(&str, &str)]) -> Vec<ScopeKey> {
         let mut out = Vec::new();
+        self.fill_block_candidates(candidates, &mut out);
+        out
+    }
+
+    /// [`ScopeRegistry::block_candidates`] into `out`, reusing the buffers
+    /// of the keys already there (no allocation once they are large
+    /// enough).
+    pub fn fill_block_candidates(&self, candidates: &[(&str, &str)], out: &mut Vec<ScopeKey>) {
+        let mut n = 0;
         for d in self.defs.iter().filter(|d| d.block_eligible) {
             for (s, v) in candidates {
+                if *s != d.name {
+                    continue;
+                }
                 let v = v.trim();
-                if *s == d.name && !v.is_empty() {
-                    out.push(ScopeKey::new(s, v));
+                if !v.is_empty() {
+                    match out.get_mut(n) {
+                        Some(k) => k.assign(s, v),
+                        None => out.push(ScopeKey::new(s, v)),
+                    }
+                    n += 1;
                 }
             }
         }
-        out
+        out.truncate(n);
     }
 }
 

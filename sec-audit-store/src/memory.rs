@@ -87,11 +87,18 @@ impl BlockStore for MemoryBlockStore {
     }
 
     fn first_active(&self, scopes: &[ScopeKey]) -> Result<Option<BlockEntry>, StoreError> {
-        let now = self.clock.now();
+        // The clock is read only once an entry is found: a clean request
+        // (the common case) needs no time.
+        let mut now: Option<f64> = None;
         let map = self.entries.read();
         Ok(scopes
             .iter()
-            .find_map(|s| map.get(s.as_str()).filter(|e| e.is_active(now)))
+            .find_map(|s| {
+                map.get(s.as_str()).filter(|e| {
+                    let now = *now.get_or_insert_with(|| self.clock.now());
+                    e.is_active(now)
+                })
+            })
             .cloned())
     }
 

@@ -2,11 +2,10 @@
 //! source IP whose recent login failures (counted by `brute_force_login`
 //! under the shared key [`super::login_failure_key`]) reached the threshold.
 
-use regex::Regex;
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::{login_failure_key, path_allowed, Common};
+use super::{login_failure_key, Common, PathFilter};
 use crate::config::{ConfigError, Params};
 use crate::engine::INGRESS_EVENT_TYPE;
 use crate::policy::ActionKind;
@@ -16,7 +15,7 @@ use crate::rule::{Match, Rule, RuleContext, RuleError};
 pub struct LoginThrottle {
     common: Common,
     threshold: f64,
-    paths: Vec<Regex>,
+    paths: PathFilter,
     event_types: Vec<String>,
 }
 
@@ -31,7 +30,7 @@ impl LoginThrottle {
                 Some(Some(ActionKind::Block)),
             )?,
             threshold: p.non_negative("threshold", 5.0)?,
-            paths: p.regex_list("paths", &["/login"])?,
+            paths: PathFilter::new(p.regex_list("paths", &["/login"])?),
             event_types: vec![INGRESS_EVENT_TYPE.into()],
         })
     }
@@ -50,13 +49,16 @@ impl Rule for LoginThrottle {
     fn safe_for_enforcement(&self) -> bool {
         true
     }
+    fn may_match_path(&self, path: &str) -> bool {
+        self.paths.allows(path)
+    }
 
     fn evaluate(
         &self,
         event: &AuditEvent,
         ctx: &RuleContext<'_>,
     ) -> Result<Option<Match>, RuleError> {
-        if !path_allowed(&self.paths, &event.path()) {
+        if !self.paths.allows(&event.path()) {
             return Ok(None);
         }
         let ip = event.srcip();

@@ -158,6 +158,78 @@ pub fn path_allowed(paths: &[regex::Regex], path: &str) -> bool {
     paths.is_empty() || paths.iter().any(|r| r.is_match(path))
 }
 
+/// A plain-literal pattern's fast form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Literal {
+    /// `^literal`: the path starts with it.
+    Prefix(String),
+    /// `literal`: the path contains it.
+    Anywhere(String),
+}
+
+/// The literal a regex pattern matches when it is nothing but a literal,
+/// optionally anchored at the start with `^` (no metacharacter, escape,
+/// flag or whitespace anywhere).
+fn literal_of(pattern: &str) -> Option<Literal> {
+    let (anchored, rest) = match pattern.strip_prefix('^') {
+        Some(rest) => (true, rest),
+        None => (false, pattern),
+    };
+    let plain = rest
+        .chars()
+        .all(|c| !c.is_whitespace() && !"\\.+*?()|[]{}^$#".contains(c));
+    plain.then(|| {
+        if anchored {
+            Literal::Prefix(rest.to_string())
+        } else {
+            Literal::Anywhere(rest.to_string())
+        }
+    })
+}
+
+/// A rule's `paths` list, with the semantics of [`path_allowed`]: a path
+/// passes when any regex finds a match in it, and an empty list passes
+/// every path. A pattern that is a plain literal (such as `^/api/transfer`
+/// or `/login`) is checked as `starts_with` / `contains` — exactly what the
+/// regex would find — without running the regex engine.
+#[derive(Debug, Clone)]
+pub struct PathFilter {
+    patterns: Vec<(regex::Regex, Option<Literal>)>,
+}
+
+impl PathFilter {
+    pub fn new(regexes: Vec<regex::Regex>) -> Self {
+        PathFilter {
+            patterns: regexes
+                .into_iter()
+                .map(|r| {
+                    let lit = literal_of(r.as_str());
+                    (r, lit)
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `path` passes.
+    pub fn allows(&self, path: &str) -> bool {
+        self.patterns.is_empty()
+            || self.patterns.iter().any(|(r, lit)| match lit {
+                Some(Literal::Prefix(p)) => path.starts_with(p.as_str()),
+                Some(Literal::Anywhere(p)) => path.contains(p.as_str()),
+                None => r.is_match(path),
+            })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// The regexes, in configuration order.
+    pub fn regexes(&self) -> impl Iterator<Item = &regex::Regex> {
+        self.patterns.iter().map(|(r, _)| r)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testkit;
 
@@ -175,6 +247,54 @@ mod tests {
             login_failure_key("::ffff:10.0.0.1"),
             login_failure_key("10.0.0.1")
         );
+    }
+
+    #[test]
+    fn literal_path_patterns_match_as_their_regex_does() {
+        let patterns = [
+            "^/accounts/login/",
+            "/login",
+            "^/api/transfer",
+            "",
+            "^",
+            "^/wp-login.php",
+            "/sso$",
+            "(?i)^/ADMIN",
+            "^/a b",
+            "^/é/",
+            "^/x#y",
+        ];
+        let paths = [
+            "/accounts/login/",
+            "/accounts/login",
+            "/x/accounts/login/",
+            "/login",
+            "/api/login?next=/",
+            "/api/transfer/",
+            "/api/transfers",
+            "",
+            "/wp-loginXphp",
+            "/wp-login.php",
+            "/auth/sso",
+            "/admin/x",
+            "/a b",
+            "/é/1",
+            "/x#y",
+        ];
+        for p in patterns {
+            let r = regex::Regex::new(p).unwrap();
+            let f = PathFilter::new(vec![r.clone()]);
+            for path in paths {
+                assert_eq!(f.allows(path), r.is_match(path), "{p:?} on {path:?}");
+            }
+        }
+        assert_eq!(literal_of("^/api/"), Some(Literal::Prefix("/api/".into())));
+        assert_eq!(
+            literal_of("/login"),
+            Some(Literal::Anywhere("/login".into()))
+        );
+        assert_eq!(literal_of("^/a.b"), None);
+        assert!(PathFilter::new(vec![]).allows("/anything"));
     }
 
     #[test]

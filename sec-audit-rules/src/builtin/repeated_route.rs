@@ -3,11 +3,10 @@
 
 use std::borrow::Cow;
 
-use regex::Regex;
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::{path_allowed, Common};
+use super::{Common, PathFilter};
 use crate::config::{ConfigError, Params};
 use crate::engine::INGRESS_EVENT_TYPE;
 use crate::policy::ActionKind;
@@ -18,7 +17,7 @@ pub struct RepeatedRoute {
     common: Common,
     threshold: f64,
     window_seconds: u64,
-    paths: Vec<Regex>,
+    paths: PathFilter,
     block_ttl: Option<u64>,
     event_types: Vec<String>,
 }
@@ -35,7 +34,7 @@ impl RepeatedRoute {
             )?,
             threshold: p.non_negative("threshold", 10.0)?,
             window_seconds: p.seconds("window_seconds", 300)?,
-            paths: p.regex_list("paths", &[])?,
+            paths: PathFilter::new(p.regex_list("paths", &[])?),
             block_ttl: p.optional_seconds("block_ttl")?,
             event_types: vec![INGRESS_EVENT_TYPE.into()],
         })
@@ -71,13 +70,16 @@ impl Rule for RepeatedRoute {
     fn safe_for_enforcement(&self) -> bool {
         true
     }
+    fn may_match_path(&self, path: &str) -> bool {
+        self.paths.allows(path)
+    }
 
     fn evaluate(
         &self,
         event: &AuditEvent,
         ctx: &RuleContext<'_>,
     ) -> Result<Option<Match>, RuleError> {
-        if !path_allowed(&self.paths, &event.path()) {
+        if !self.paths.allows(&event.path()) {
             return Ok(None);
         }
         let ip = event.srcip();

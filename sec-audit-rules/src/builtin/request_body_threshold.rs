@@ -1,14 +1,13 @@
 //! `request_body_threshold`: on the ingress pass, a numeric request-body
 //! field above a threshold (an amount, a quantity).
 
-use regex::Regex;
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use sec_audit_core::event::lookup;
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::{path_allowed, Common};
+use super::{Common, PathFilter};
 use crate::config::{decimal, ConfigError, Params};
 use crate::engine::INGRESS_EVENT_TYPE;
 use crate::policy::ActionKind;
@@ -19,7 +18,7 @@ pub struct RequestBodyThreshold {
     common: Common,
     field: String,
     threshold: Decimal,
-    paths: Vec<Regex>,
+    paths: PathFilter,
     event_types: Vec<String>,
 }
 
@@ -46,7 +45,7 @@ impl RequestBodyThreshold {
             )?,
             field,
             threshold,
-            paths: p.regex_list("paths", &[])?,
+            paths: PathFilter::new(p.regex_list("paths", &[])?),
             event_types: vec![INGRESS_EVENT_TYPE.into()],
         })
     }
@@ -83,6 +82,9 @@ impl Rule for RequestBodyThreshold {
     fn safe_for_enforcement(&self) -> bool {
         true
     }
+    fn may_match_path(&self, path: &str) -> bool {
+        self.paths.allows(path)
+    }
 
     fn evaluate(
         &self,
@@ -95,7 +97,7 @@ impl Rule for RequestBodyThreshold {
         let Some(value) = lookup(body, &self.field) else {
             return Ok(None);
         };
-        if !path_allowed(&self.paths, &event.path()) {
+        if !self.paths.allows(&event.path()) {
             return Ok(None);
         }
         let Some(text) = self.exceeding(value) else {
