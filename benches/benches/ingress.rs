@@ -4,8 +4,10 @@
 //! - `ingress_memory`: memory stores. `clean` uses the quickstart built-ins
 //!   with `repeated_route` scoped to a monitored route (`paths =
 //!   ["^/api/export"]`), so no ingress rule applies to the request;
+//!   `clean_1k_blocks` is the same with 1 000 other scopes blocked;
 //!   `clean_quickstart` uses the quickstart as it is, where the unscoped
-//!   `repeated_route` counts every request.
+//!   `repeated_route` counts every request (from 4 096 addresses, none
+//!   reaching its threshold).
 //! - `ingress_tiered`: the tiered store over the real Redis and Postgres
 //!   with 0, 1 000 and 100 000 active permanent bans (fewer in criterion's
 //!   test mode), each next to a bare Redis `GET` round trip through the same
@@ -18,8 +20,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use sec_audit_benches::servers::tiered_store;
 use sec_audit_benches::{full_run, human, BenchRedis, BenchSchema, QUICKSTART_BUILTINS};
-use sec_audit_core::{Clock, SystemClock};
-use sec_audit_enforce::{Config, IngressDecision, RequestView, Runtime, Sink, Stores};
+use sec_audit_core::{Clock, ManualClock, SystemClock};
+use sec_audit_enforce::{Config, IngressDecision, ManualBlock, RequestView, Runtime, Sink, Stores};
 use sec_audit_store::{RedisCounters, RedisHistory};
 
 /// [`QUICKSTART_BUILTINS`] with `repeated_route` watching one monitored
@@ -61,9 +63,57 @@ fn ingress_memory(c: &mut Criterion) {
     group.bench_function("clean", |b| {
         b.iter(|| std::hint::black_box(scoped.ingress_check(std::hint::black_box(&req))))
     });
-    let quickstart = memory_runtime(Config::from_toml_str(QUICKSTART_BUILTINS).expect("config"));
+    // The same with 1 000 active blocks in the store (ip, user and session
+    // scopes, none of them the request's).
+    let busy = memory_runtime(scoped_config());
+    for i in 0..1_000u32 {
+        let (scope_type, value) = match i % 4 {
+            0 | 1 => ("ip", format!("10.9.{}.{}", i / 250, i % 250)),
+            2 => ("user", format!("blocked-user-{i}")),
+            _ => ("session", format!("blocked-session-{i}")),
+        };
+        busy.block(&ManualBlock {
+            scope_type: scope_type.into(),
+            value,
+            ttl: if i % 2 == 0 { Some(86_400) } else { None },
+            reason: "bench".into(),
+            ..ManualBlock::default()
+        })
+        .expect("memory block");
+    }
+    assert_eq!(busy.ingress_check(&req), IngressDecision::Allow);
+    group.bench_function("clean_1k_blocks", |b| {
+        b.iter(|| std::hint::black_box(busy.ingress_check(std::hint::black_box(&req))))
+    });
+    // The quickstart as it is: the unscoped repeated_route counts every
+    // request. Requests come from 4 096 addresses, 2 ms apart, so none
+    // reaches its threshold (40 in 60 s) and every request stays clean.
+    let clock = Arc::new(ManualClock::new(sec_audit_benches::START_NS));
+    let quickstart = Runtime::builder(Config::from_toml_str(QUICKSTART_BUILTINS).expect("config"))
+        .clock(clock.clone())
+        .sink(Sink::Writer(Box::new(std::io::sink())))
+        .build()
+        .expect("runtime on memory stores");
+    let peers: Vec<String> = (0..4096u32)
+        .map(|i| format!("198.51.{}.{}", 100 + i / 250, 1 + i % 250))
+        .collect();
+    let requests: Vec<RequestView<'_>> = peers
+        .iter()
+        .map(|p| RequestView {
+            peer_addr: Cow::Borrowed(p.as_str()),
+            ..clean_request()
+        })
+        .collect();
+    let mut i = 0usize;
     group.bench_function("clean_quickstart", |b| {
-        b.iter(|| std::hint::black_box(quickstart.ingress_check(std::hint::black_box(&req))))
+        b.iter(|| {
+            clock.advance_secs(0.002);
+            let r = &requests[i % requests.len()];
+            i += 1;
+            let d = quickstart.ingress_check(r);
+            debug_assert_eq!(d, IngressDecision::Allow);
+            std::hint::black_box(d)
+        })
     });
     group.finish();
 }

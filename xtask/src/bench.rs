@@ -121,6 +121,12 @@ const ROWS: &[Row] = &[
         Reference::Fixed(3_600.0, "Python 3.6 µs"),
     ),
     row(
+        "ingress_memory/clean_1k_blocks",
+        "ingress, memory store, clean, 1 000 other blocks",
+        Limit::MaxNs(100.0),
+        Reference::Fixed(3_600.0, "Python 3.6 µs"),
+    ),
+    row(
         "ingress_memory/clean_quickstart",
         "  same, unscoped repeated_route counting it",
         Limit::None,

@@ -1,0 +1,105 @@
+//! A plain loop over one benchmark's workload, for profilers (`perf record`,
+//! `valgrind --tool=callgrind`), which read a simple loop more easily than
+//! criterion's harness.
+//!
+//! ```text
+//! cargo build --profile bench -p sec-audit-benches --example profile
+//! valgrind --tool=callgrind target/release/examples/profile egress 20000
+//! ```
+//!
+//! Workloads: `egress` (all quickstart built-ins, `Engine::evaluate`),
+//! `handle` (`Runtime::handle_event`), `ingress` (memory store, clean
+//! request), `replay` (the replay pipeline).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use sec_audit_benches::{
+    jsonl_lines, quickstart_rules, timed_events, GenOptions, QUICKSTART_BUILTINS,
+};
+use sec_audit_core::ManualClock;
+use sec_audit_enforce::{Config, RequestView, Runtime, Sink};
+use sec_audit_rules::Engine;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let what = args.first().map_or("egress", String::as_str);
+    let n: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let passes: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(1);
+    let stream = if what == "ingress" {
+        Vec::new()
+    } else {
+        timed_events(42, n)
+    };
+    let start = stream.first().map_or(0, |e| e.timestamp_ns);
+    let clock = Arc::new(ManualClock::new(start));
+    match what {
+        "egress" => {
+            let mut b = Engine::builder().clock(clock.clone());
+            for (_, rule, table) in quickstart_rules() {
+                b = b.rule_with_config(rule, table);
+            }
+            let engine = b.build().expect("engine");
+            for pass in 0..passes as i64 {
+                for e in &stream {
+                    clock.set_ns(e.timestamp_ns + pass * 86_400_000_000_000);
+                    std::hint::black_box(engine.evaluate(&e.event, false).ok());
+                }
+            }
+        }
+        "handle" => {
+            let config = Config::from_toml_str(QUICKSTART_BUILTINS).expect("config");
+            let rt = Runtime::builder(config)
+                .clock(clock.clone())
+                .sink(Sink::Writer(Box::new(std::io::sink())))
+                .build()
+                .expect("runtime");
+            for pass in 0..passes as i64 {
+                for e in &stream {
+                    clock.set_ns(e.timestamp_ns + pass * 86_400_000_000_000);
+                    std::hint::black_box(rt.handle_event(&e.event));
+                }
+            }
+        }
+        "ingress" => {
+            let text = QUICKSTART_BUILTINS.replace(
+                "builtin = \"repeated_route\"\n",
+                "builtin = \"repeated_route\"\npaths = [\"^/api/export\"]\n",
+            );
+            let config = Config::from_toml_str(&text).expect("config");
+            let rt = Runtime::builder(config)
+                .sink(Sink::Writer(Box::new(std::io::sink())))
+                .build()
+                .expect("runtime");
+            let req = RequestView {
+                method: Cow::Borrowed("GET"),
+                path: Cow::Borrowed("/api/accounts/42/"),
+                peer_addr: Cow::Borrowed("198.51.100.7"),
+                forwarded_for: None,
+                user_id: Some(Cow::Borrowed("1042")),
+                session_id: Some(Cow::Borrowed("sess-5f3a9c21")),
+                request_id: Some(Cow::Borrowed("req-1-000001")),
+                body: None,
+            };
+            for _ in 0..n * passes {
+                std::hint::black_box(rt.ingress_check(&req));
+            }
+        }
+        "replay" => {
+            let lines = jsonl_lines(GenOptions::new(42, n));
+            let config = Config::from_toml_str(QUICKSTART_BUILTINS).expect("config");
+            for _ in 0..passes {
+                let mut r = sec_audit_cli::replay::Replayer::new(
+                    config.clone(),
+                    Sink::Writer(Box::new(std::io::sink())),
+                    sec_audit_cli::replay::MIN_REQUEST_WINDOW,
+                )
+                .expect("replayer");
+                for (i, l) in lines.iter().enumerate() {
+                    r.line(i as u64 + 1, sec_audit_cli::lines::Line::Text(l.as_bytes()));
+                }
+            }
+        }
+        other => panic!("unknown workload `{other}`"),
+    }
+}
