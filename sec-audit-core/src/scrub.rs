@@ -50,9 +50,27 @@ pub fn normalize_key(key: &str) -> String {
 
 #[derive(Debug, Clone)]
 pub struct Scrubber {
+    /// Normalized, sorted by first byte.
     sensitive: Vec<String>,
+    /// The range of `sensitive` (start, length) whose entries start with
+    /// this byte.
+    by_first_byte: [(u32, u32); 256],
     allow: Vec<String>,
     value_patterns: Vec<Regex>,
+}
+
+fn by_first_byte(sensitive: &[String]) -> [(u32, u32); 256] {
+    let mut t = [(0u32, 0u32); 256];
+    for (i, s) in sensitive.iter().enumerate() {
+        if let Some(b) = s.bytes().next() {
+            let slot = &mut t[usize::from(b)];
+            if slot.1 == 0 {
+                slot.0 = u32::try_from(i).unwrap_or(u32::MAX);
+            }
+            slot.1 = slot.1.saturating_add(1);
+        }
+    }
+    t
 }
 
 impl Default for Scrubber {
@@ -60,6 +78,7 @@ impl Default for Scrubber {
         Scrubber::new(DEFAULT_SENSITIVE, [] as [&str; 0], [] as [&str; 0]).unwrap_or_else(|_| {
             Scrubber {
                 sensitive: Vec::new(),
+                by_first_byte: [(0, 0); 256],
                 allow: Vec::new(),
                 value_patterns: Vec::new(),
             }
@@ -79,11 +98,12 @@ impl Scrubber {
         P: IntoIterator,
         P::Item: AsRef<str>,
     {
-        let sensitive = sensitive
+        let mut sensitive: Vec<String> = sensitive
             .into_iter()
             .map(|s| normalize_key(s.as_ref()))
             .filter(|s| !s.is_empty())
             .collect();
+        sensitive.sort_by_key(|s| s.as_bytes()[0]);
         let allow = allow
             .into_iter()
             .map(|s| normalize_key(s.as_ref()))
@@ -98,6 +118,7 @@ impl Scrubber {
             })
             .collect::<Result<_, _>>()?;
         Ok(Scrubber {
+            by_first_byte: by_first_byte(&sensitive),
             sensitive,
             allow,
             value_patterns,
@@ -106,21 +127,36 @@ impl Scrubber {
 
     /// Whether the key's value must be redacted.
     pub fn is_sensitive_key(&self, key: &str) -> bool {
-        // Fast path for the common, already-normalized keys: avoid allocating.
+        // ASCII keys (nearly all) are normalized into a stack buffer; for
+        // ASCII, `is_alphanumeric` and `to_lowercase` are their ASCII forms.
+        let mut buf = [0u8; 64];
         let normalized;
-        let k: &str = if key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        {
-            key
+        let k: &[u8] = if key.len() <= buf.len() && key.is_ascii() {
+            let mut n = 0;
+            for b in key.bytes().filter(u8::is_ascii_alphanumeric) {
+                buf[n] = b.to_ascii_lowercase();
+                n += 1;
+            }
+            &buf[..n]
         } else {
             normalized = normalize_key(key);
-            &normalized
+            normalized.as_bytes()
         };
-        if self.allow.iter().any(|a| a == k) {
+        if self.allow.iter().any(|a| a.as_bytes() == k) {
             return false;
         }
-        self.sensitive.iter().any(|s| k.contains(s.as_str()))
+        // Substring search over bytes is substring search over the text
+        // (UTF-8 is self-synchronizing). At each position only the entries
+        // starting with that byte are tried.
+        (0..k.len()).any(|i| {
+            let (start, len) = self.by_first_byte[usize::from(k[i])];
+            let start = start as usize;
+            self.sensitive
+                .get(start..start + len as usize)
+                .unwrap_or_default()
+                .iter()
+                .any(|s| k[i..].starts_with(s.as_bytes()))
+        })
     }
 
     fn value_matches(&self, s: &str) -> bool {
@@ -182,6 +218,42 @@ mod tests {
         }
         for k in ["session", "user.id", "event_type", "path", "amount"] {
             assert!(!s.is_sensitive_key(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn key_matching_agrees_with_the_plain_definition() {
+        let s = Scrubber::new(
+            ["password", "Tök-en", "ssn", "x"],
+            ["x_y", "Ünï"],
+            [] as [&str; 0],
+        )
+        .unwrap();
+        let plain = |key: &str| {
+            let k = normalize_key(key);
+            !s.allow.contains(&k) && s.sensitive.iter().any(|e| k.contains(e.as_str()))
+        };
+        let long = "a_".repeat(40) + "password";
+        for key in [
+            "password",
+            "PASS_word",
+            "my-passwords",
+            "tökens",
+            "TÖKEN",
+            "tok",
+            "x_y",
+            "X-Y",
+            "xy",
+            "unix",
+            "ünï",
+            "ÜNÏ",
+            "",
+            "--",
+            "ssn_last4",
+            "ŞSN",
+            long.as_str(),
+        ] {
+            assert_eq!(s.is_sensitive_key(key), plain(key), "{key:?}");
         }
     }
 

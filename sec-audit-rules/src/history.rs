@@ -1,6 +1,8 @@
 //! The scoped history reader a rule gets: bound to the current event's scope
 //! keys and capped by the rule's declared history context.
 
+use std::borrow::Cow;
+
 use crate::rule::{HistoryContext, RuleError};
 use crate::scope::ScopeKey;
 use crate::state::{HistoryRow, HistoryStore};
@@ -15,6 +17,10 @@ pub struct HistoryQuery<'q> {
     pub limit: Option<usize>,
     pub window_seconds: Option<f64>,
 }
+
+/// What one read asks a store for: rows newer than this, of these types
+/// (`None`: all), at most this many.
+type Plan<'q> = (f64, Option<Cow<'q, [String]>>, usize);
 
 /// Reads history for the scopes a rule declared, around the current event.
 #[derive(Clone, Copy)]
@@ -50,15 +56,24 @@ impl<'a> HistoryReader<'a> {
         }
     }
 
-    /// Rows of `scope` for the current event, newest first.
-    pub fn events(&self, scope: &str, q: &HistoryQuery<'_>) -> Result<Vec<HistoryRow>, RuleError> {
+    /// What a read of `scope` asks the store for: the bound on
+    /// `recorded_at`, the event types and the row limit; `None` when the
+    /// read returns nothing.
+    fn plan<'q>(
+        &self,
+        scope: &str,
+        q: &'q HistoryQuery<'q>,
+    ) -> Result<Option<Plan<'q>>, RuleError>
+    where
+        'a: 'q,
+    {
         let ctx = self.context.ok_or(RuleError::NoHistoryContext)?;
         if !ctx.scopes.contains(scope) {
             return Err(RuleError::UndeclaredScope(scope.to_string()));
         }
-        let Some(store) = self.store else {
-            return Ok(Vec::new());
-        };
+        if self.store.is_none() {
+            return Ok(None);
+        }
         let window = q
             .window_seconds
             .filter(|w| *w > 0.0)
@@ -67,18 +82,25 @@ impl<'a> HistoryReader<'a> {
             .since
             .map_or(self.now - window, |s| s.max(self.now - window));
         let limit = q.limit.map_or(ctx.max_events, |l| l.min(ctx.max_events));
-        let owned_types: Vec<String>;
-        let types: Option<&[String]> = match (ctx.event_types.as_deref(), q.event_types) {
-            (None, t) => t,
-            (Some(d), None) => Some(d),
-            (Some(d), Some(t)) => {
-                owned_types = t.iter().filter(|x| d.contains(x)).cloned().collect();
-                Some(&owned_types)
-            }
+        let types: Option<Cow<'q, [String]>> = match (ctx.event_types.as_deref(), q.event_types) {
+            (None, t) => t.map(Cow::Borrowed),
+            (Some(d), None) => Some(Cow::Borrowed(d)),
+            (Some(d), Some(t)) => Some(Cow::Owned(
+                t.iter().filter(|x| d.contains(x)).cloned().collect(),
+            )),
         };
-        if limit == 0 || types.is_some_and(|t| t.is_empty()) {
-            return Ok(Vec::new());
+        if limit == 0 || types.as_ref().is_some_and(|t| t.is_empty()) {
+            return Ok(None);
         }
+        Ok(Some((since, types, limit)))
+    }
+
+    /// Rows of `scope` for the current event, newest first.
+    pub fn events(&self, scope: &str, q: &HistoryQuery<'_>) -> Result<Vec<HistoryRow>, RuleError> {
+        let (Some((since, types, limit)), Some(store)) = (self.plan(scope, q)?, self.store) else {
+            return Ok(Vec::new());
+        };
+        let types = types.as_deref();
         let mut rows: Vec<HistoryRow> = Vec::new();
         let mut sources = 0;
         for key in self.keys.iter().filter(|k| k.scope() == scope) {
@@ -90,6 +112,35 @@ impl<'a> HistoryReader<'a> {
             rows.truncate(limit);
         }
         Ok(rows)
+    }
+
+    /// Calls `f` with each row [`HistoryReader::events`] would return, in
+    /// the same order, without collecting them (the memory store hands its
+    /// rows over in place). `f` must not read history itself.
+    pub fn visit(
+        &self,
+        scope: &str,
+        q: &HistoryQuery<'_>,
+        f: &mut dyn FnMut(&HistoryRow),
+    ) -> Result<(), RuleError> {
+        let (Some((since, types, limit)), Some(store)) = (self.plan(scope, q)?, self.store) else {
+            return Ok(());
+        };
+        let mut keys = self.keys.iter().filter(|k| k.scope() == scope);
+        match (keys.next(), keys.next()) {
+            (None, _) => Ok(()),
+            (Some(key), None) => {
+                store.visit(key, since, types.as_deref(), limit, f);
+                Ok(())
+            }
+            // Several keys of the scope: rows are merged by time first.
+            (Some(_), Some(_)) => {
+                for row in self.events(scope, q)? {
+                    f(&row);
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The number of rows [`HistoryReader::events`] would return.

@@ -129,20 +129,27 @@ impl ScopeDef {
         };
         match &self.extract {
             Extract::User => {
-                let candidates = [
-                    event.user_id(),
-                    value_text(event.field("actor.id")),
-                    event.text("username"),
-                    value_text(event.field("actor.name")),
-                ];
-                if let Some(v) = candidates.iter().find(|v| !v.trim().is_empty()) {
-                    push(v);
+                // The first non-blank of these, read only as far as needed.
+                let mut v = event.user_id();
+                if v.trim().is_empty() {
+                    v = value_text(event.field("actor.id"));
                 }
+                if v.trim().is_empty() {
+                    v = event.text("username");
+                }
+                if v.trim().is_empty() {
+                    v = value_text(event.field("actor.name"));
+                }
+                push(&v);
             }
             Extract::Session => push(&event.session_id()),
             Extract::Ip => {
                 let raw = event.srcip();
                 match raw.trim().parse::<IpAddr>() {
+                    // An IPv4 address parses only from its canonical text
+                    // (four decimal octets, no leading zeros): no need to
+                    // format it again.
+                    Ok(IpAddr::V4(_)) => push(&raw),
                     Ok(ip) => push(&canonical_ip(ip).to_string()),
                     Err(_) => push(&raw),
                 }
@@ -366,6 +373,22 @@ mod tests {
         assert_eq!(keys[0].value(), "2001:db8::1");
         let keys = r.extract(&ev(json!({"event_type": "x", "srcip": "::ffff:10.0.0.1"})));
         assert_eq!(keys[0].value(), "10.0.0.1");
+    }
+
+    #[test]
+    fn ipv4_keys_are_the_display_form_of_what_parses() {
+        // The extractor keeps the trimmed text of a parsed IPv4 address: it
+        // must always be the address's canonical form.
+        for text in ["1.2.3.4", " 10.0.0.1 ", "255.255.255.255", "0.0.0.0"] {
+            let ip: std::net::Ipv4Addr = text.trim().parse().unwrap();
+            assert_eq!(ip.to_string(), text.trim());
+        }
+        for odd in ["01.2.3.4", "1.2.3", "1.2.3.4.5", "+1.2.3.4", "1.2.3.256"] {
+            assert!(odd.parse::<std::net::Ipv4Addr>().is_err(), "{odd}");
+        }
+        let r = ScopeRegistry::builtin();
+        let keys = r.extract(&ev(json!({"event_type": "x", "srcip": " 10.0.0.1 "})));
+        assert_eq!(keys[0].to_string(), "ip:10.0.0.1");
     }
 
     #[test]

@@ -68,6 +68,22 @@ pub trait HistoryStore: Send + Sync {
         event_types: Option<&[String]>,
         limit: usize,
     ) -> Vec<HistoryRow>;
+
+    /// Calls `f` with each row [`HistoryStore::query`] would return, in the
+    /// same order. A store may call `f` while holding a lock: `f` must not
+    /// use the store.
+    fn visit(
+        &self,
+        key: &ScopeKey,
+        since: f64,
+        event_types: Option<&[String]>,
+        limit: usize,
+        f: &mut dyn FnMut(&HistoryRow),
+    ) {
+        for row in self.query(key, since, event_types, limit) {
+            f(&row);
+        }
+    }
 }
 
 const SHARDS: usize = 16;
@@ -219,6 +235,31 @@ struct KeyHistory {
     rows: VecDeque<(f64, HistoryRow)>,
 }
 
+impl KeyHistory {
+    /// Rows strictly newer than `since`, newest first, of the given types,
+    /// at most `limit`.
+    fn matching<'h>(
+        &'h self,
+        since: f64,
+        event_types: Option<&'h [String]>,
+        limit: usize,
+    ) -> impl Iterator<Item = &'h HistoryRow> + 'h {
+        self.rows
+            .iter()
+            .rev()
+            .take_while(move |(t, _)| *t > since)
+            .filter(move |(_, row)| match event_types {
+                None => true,
+                Some(types) => row
+                    .get("event_type")
+                    .and_then(|v| v.as_str())
+                    .is_some_and(|t| types.iter().any(|x| x == t)),
+            })
+            .take(limit)
+            .map(|(_, row)| row)
+    }
+}
+
 /// In-memory history: sharded, at most `max_keys` scope keys (stale keys go
 /// first, then the least recently appended).
 pub struct MemoryHistory {
@@ -293,22 +334,21 @@ impl HistoryStore for MemoryHistory {
         for key in keys {
             let k = key.as_str();
             let mut map = self.shards[shard_of(&self.hasher, k)].lock();
-            if !map.contains_key(k) {
-                self.make_room(&mut map, cutoff);
-                map.insert(
-                    k.to_string(),
-                    KeyHistory {
-                        rows: VecDeque::new(),
-                    },
-                );
-            }
-            if let Some(h) = map.get_mut(k) {
-                while h.rows.front().is_some_and(|(t, _)| *t <= cutoff) {
-                    h.rows.pop_front();
+            match map.get_mut(k) {
+                Some(h) => {
+                    while h.rows.front().is_some_and(|(t, _)| *t <= cutoff) {
+                        h.rows.pop_front();
+                    }
+                    h.rows.push_back((recorded_at, Arc::clone(&row)));
+                    while h.rows.len() > max {
+                        h.rows.pop_front();
+                    }
                 }
-                h.rows.push_back((recorded_at, Arc::clone(&row)));
-                while h.rows.len() > max {
-                    h.rows.pop_front();
+                None => {
+                    self.make_room(&mut map, cutoff);
+                    let mut rows = VecDeque::new();
+                    rows.push_back((recorded_at, Arc::clone(&row)));
+                    map.insert(k.to_string(), KeyHistory { rows });
                 }
             }
         }
@@ -326,20 +366,24 @@ impl HistoryStore for MemoryHistory {
         let Some(h) = map.get(k) else {
             return Vec::new();
         };
-        h.rows
-            .iter()
-            .rev()
-            .take_while(|(t, _)| *t > since)
-            .filter(|(_, row)| match event_types {
-                None => true,
-                Some(types) => row
-                    .get("event_type")
-                    .and_then(|v| v.as_str())
-                    .is_some_and(|t| types.iter().any(|x| x == t)),
-            })
-            .take(limit)
-            .map(|(_, row)| Arc::clone(row))
-            .collect()
+        h.matching(since, event_types, limit).cloned().collect()
+    }
+
+    fn visit(
+        &self,
+        key: &ScopeKey,
+        since: f64,
+        event_types: Option<&[String]>,
+        limit: usize,
+        f: &mut dyn FnMut(&HistoryRow),
+    ) {
+        let k = key.as_str();
+        let map = self.shards[shard_of(&self.hasher, k)].lock();
+        if let Some(h) = map.get(k) {
+            for row in h.matching(since, event_types, limit) {
+                f(row);
+            }
+        }
     }
 }
 

@@ -60,28 +60,32 @@ fn pick(src: &Value, keys: &[&str]) -> Option<Value> {
 /// `rule_attrs`, which the engine adds).
 pub fn build_summary(event: &AuditEvent, scrubber: &Scrubber) -> Summary {
     let attrs = event.attributes();
-    let mut s = Map::new();
+    // Collected first and built in one go: the map is bulk-built from
+    // sorted entries instead of searched for every insert.
+    let mut entries: Vec<(String, Value)> = Vec::with_capacity(SUMMARY_FIELDS.len() + 2);
     for key in SUMMARY_FIELDS {
         if key == "status" {
             let code = event.status_code();
             if code != 0 {
-                s.insert("status".into(), Value::from(code));
+                entries.push(("status".into(), Value::from(code)));
             }
             continue;
         }
         if let Some(v) = attrs.get(key).filter(|v| non_empty(v)) {
-            s.insert(key.to_string(), v.clone());
+            entries.push((key.to_string(), v.clone()));
         }
     }
     if let Some(actor) = attrs.get("actor").and_then(|a| pick(a, &["id", "name"])) {
-        s.insert("actor".into(), actor);
+        entries.push(("actor".into(), actor));
     }
     if let Some(target) = attrs
         .get("target")
         .and_then(|t| pick(t, &["app", "model", "object_id"]))
     {
-        s.insert("target".into(), target);
+        entries.push(("target".into(), target));
     }
+    // Keys are distinct, so the order of insertion does not matter.
+    let mut s: Map<String, Value> = entries.into_iter().collect();
     scrubber.scrub_map_except(&mut s, &SCOPE_FIELDS);
     s
 }

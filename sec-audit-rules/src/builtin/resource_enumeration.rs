@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
@@ -15,6 +16,7 @@ use super::{Common, HTTP_RESPONSE_TYPES};
 use crate::config::{ConfigError, Params};
 use crate::history::HistoryQuery;
 use crate::rule::{HistoryContext, Match, Rule, RuleContext, RuleError};
+use crate::state::HistoryRow;
 
 #[derive(Debug, Clone)]
 pub struct ResourceEnumeration {
@@ -50,6 +52,13 @@ impl ResourceEnumeration {
 
 /// The route template (`route_pattern`, else `route`) and the concrete
 /// path, when the event has both.
+/// This rule's attributes in a history row.
+fn attrs_of<'r>(row: &'r HistoryRow, name: &str) -> Option<&'r Map<String, Value>> {
+    row.get("rule_attrs")
+        .and_then(|a| a.get(name))
+        .and_then(Value::as_object)
+}
+
 fn route_and_path(event: &AuditEvent) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
     let mut route = event.text("route_pattern");
     if route.is_empty() {
@@ -64,10 +73,19 @@ fn route_and_path(event: &AuditEvent) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
     }
     // History keeps these for every response: bound them (distinct values
     // stay distinct).
-    Some((
-        Cow::Owned(super::bounded_text(&route).into_owned()),
-        Cow::Owned(super::bounded_text(&path).into_owned()),
-    ))
+    Some((bounded(route), bounded(path)))
+}
+
+/// [`super::bounded_text`] of a text that may borrow from the event,
+/// keeping the borrow (no copy) when the text is short.
+fn bounded(text: Cow<'_, str>) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(s) => super::bounded_text(s),
+        Cow::Owned(s) => match super::bounded_text(&s) {
+            Cow::Borrowed(_) => Cow::Owned(s),
+            Cow::Owned(b) => Cow::Owned(b),
+        },
+    }
 }
 
 impl Rule for ResourceEnumeration {
@@ -92,23 +110,23 @@ impl Rule for ResourceEnumeration {
         let Some((route, path)) = route_and_path(event) else {
             return Ok(None);
         };
-        let rows = ctx.history.events("ip", &HistoryQuery::default())?;
-        // The engine appends this event after the rules ran: count it here.
-        let mut distinct: HashSet<&str> = HashSet::with_capacity(rows.len() + 1);
+        // Earlier rows of this rule on this route from this IP; the others
+        // are looked at in place, not copied.
+        let mut mine: Vec<HistoryRow> = Vec::new();
+        let name = self.common.name.as_str();
+        ctx.history
+            .visit("ip", &HistoryQuery::default(), &mut |row| {
+                if attrs_of(row, name)
+                    .is_some_and(|a| a.get("route").and_then(Value::as_str) == Some(route.as_ref()))
+                {
+                    mine.push(Arc::clone(row));
+                }
+            })?;
+        let mut distinct: HashSet<&str> = HashSet::with_capacity(mine.len() + 1);
         distinct.insert(path.as_ref());
-        for row in &rows {
-            let Some(mine) = row
-                .get("rule_attrs")
-                .and_then(|a| a.get(self.common.name.as_str()))
-                .and_then(Value::as_object)
-            else {
-                continue;
-            };
-            if mine.get("route").and_then(Value::as_str) != Some(route.as_ref()) {
-                continue;
-            }
-            if let Some(p) = mine
-                .get("path")
+        for row in &mine {
+            if let Some(p) = attrs_of(row, name)
+                .and_then(|a| a.get("path"))
                 .and_then(Value::as_str)
                 .filter(|p| !p.is_empty())
             {
