@@ -9,7 +9,9 @@
 //!
 //! Workloads: `egress` (all quickstart built-ins, `Engine::evaluate`),
 //! `handle` (`Runtime::handle_event`), `ingress` (memory store, clean
-//! request), `replay` (the replay pipeline).
+//! request), `replay` (the replay pipeline), `plugin` / `native` (the
+//! example plugin rule `repeated_not_found`, or its native twin, alone in
+//! an engine).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -97,6 +99,30 @@ fn main() {
                 .expect("replayer");
                 for (i, l) in lines.iter().enumerate() {
                     r.line(i as u64 + 1, sec_audit_cli::lines::Line::Text(l.as_bytes()));
+                }
+            }
+        }
+        "plugin" | "native" => {
+            let rule: Arc<dyn sec_audit_rules::Rule> = if what == "plugin" {
+                let spec = sec_audit_plugin_host::PluginSpec::new(
+                    sec_audit_benches::plugin_library("repeated_not_found"),
+                );
+                sec_audit_plugin_host::load(&spec)
+                    .expect("plugin loads")
+                    .remove(0)
+                    .rule
+            } else {
+                Arc::new(sec_audit_benches::NativeRepeatedNotFound::new(10, 60))
+            };
+            let engine = Engine::builder()
+                .clock(clock.clone())
+                .rule(rule)
+                .build()
+                .expect("engine");
+            for pass in 0..passes as i64 {
+                for e in &stream {
+                    clock.set_ns(e.timestamp_ns + pass * 86_400_000_000_000);
+                    std::hint::black_box(engine.evaluate(&e.event, false).ok());
                 }
             }
         }
