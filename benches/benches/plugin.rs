@@ -9,12 +9,18 @@
 //!   where 1% come from five scanners (they match from their 10th on).
 //! - `engine`: a whole `Engine::evaluate` of the seeded mixed stream with
 //!   the rule as the only one registered (what a deployment pays per event).
+//!
+//! Native and plugin run in alternating batches of 1 000 calls and each
+//! benchmark times its own side, so the ratio holds on a noisy machine.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use sec_audit_benches::{full_run, mixed_events, plugin_library, NativeRepeatedNotFound};
+use sec_audit_benches::{
+    alternating, full_run, mixed_events, plugin_library, NativeRepeatedNotFound,
+};
 use sec_audit_core::{AuditEvent, ManualClock};
 use sec_audit_plugin_host::{load, PluginSpec};
 use sec_audit_rules::{
@@ -52,38 +58,90 @@ fn plugin_rule(threshold: i64) -> Arc<dyn Rule> {
         .expect("the example plugin exports one rule")
 }
 
-/// Bare `evaluate` calls of `rule` over `events`, cyclically, with one fixed
-/// context on memory counters.
-fn bench_bare(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    id: BenchmarkId,
-    rule: &Arc<dyn Rule>,
-    events: &[AuditEvent],
-) {
-    let clock = Arc::new(ManualClock::at_secs(1_000_000.0));
-    let counters = MemoryCounters::new(clock.clone());
-    let history = MemoryHistory::new();
-    let config = RuleConfig::new();
-    let ctx = RuleContext {
-        now: 1_000_000.0,
-        counters: &counters,
-        history: HistoryReader::new(&history, &[], rule.history_context(), 1_000_000.0),
-        config: &config,
-    };
-    let mut i = 0usize;
-    group.bench_function(id, |b| {
-        b.iter(|| {
-            let e = &events[i % events.len()];
-            i += 1;
-            if i.is_multiple_of(events.len()) {
-                // Every pass starts a new counting window, as in the
-                // original traffic: only the scanners ever match.
-                clock.advance_secs(61.0);
-            }
-            std::hint::black_box(rule.evaluate(e, &ctx))
-        })
-    });
+/// One side of a comparison: a rule called bare over `events`, cyclically,
+/// on its own memory counters.
+struct Bare<'e> {
+    rule: Arc<dyn Rule>,
+    clock: Arc<ManualClock>,
+    counters: MemoryCounters,
+    history: MemoryHistory,
+    config: RuleConfig,
+    events: &'e [AuditEvent],
+    i: usize,
 }
+
+impl<'e> Bare<'e> {
+    fn new(rule: Arc<dyn Rule>, events: &'e [AuditEvent]) -> Self {
+        let clock = Arc::new(ManualClock::at_secs(1_000_000.0));
+        Bare {
+            counters: MemoryCounters::new(clock.clone()),
+            clock,
+            history: MemoryHistory::new(),
+            config: RuleConfig::new(),
+            rule,
+            events,
+            i: 0,
+        }
+    }
+
+    fn call(&mut self) {
+        let e = &self.events[self.i % self.events.len()];
+        self.i += 1;
+        if self.i.is_multiple_of(self.events.len()) {
+            // Every pass starts a new counting window, as in the original
+            // traffic: only the scanners ever match.
+            self.clock.advance_secs(61.0);
+        }
+        let ctx = RuleContext {
+            now: 1_000_000.0,
+            counters: &self.counters,
+            history: HistoryReader::new(
+                &self.history,
+                &[],
+                self.rule.history_context(),
+                1_000_000.0,
+            ),
+            config: &self.config,
+        };
+        let _ = std::hint::black_box(self.rule.evaluate(e, &ctx));
+    }
+}
+
+/// One side: a whole engine with the rule alone, over the mixed stream.
+struct Whole<'e> {
+    engine: Engine,
+    clock: Arc<ManualClock>,
+    events: &'e [AuditEvent],
+    i: usize,
+}
+
+impl<'e> Whole<'e> {
+    fn new(rule: Arc<dyn Rule>, events: &'e [AuditEvent]) -> Self {
+        let clock = Arc::new(ManualClock::at_secs(1_000_000.0));
+        Whole {
+            engine: Engine::builder()
+                .clock(clock.clone())
+                .rule(rule)
+                .build()
+                .expect("rule registers"),
+            clock,
+            events,
+            i: 0,
+        }
+    }
+
+    fn call(&mut self) {
+        let e = &self.events[self.i % self.events.len()];
+        self.i += 1;
+        if self.i.is_multiple_of(self.events.len()) {
+            self.clock.advance_secs(3600.0);
+        }
+        let _ = std::hint::black_box(self.engine.evaluate(e, false));
+    }
+}
+
+/// Batches of calls alternate between the two sides (see `alternating`).
+const BATCH: u64 = 1_000;
 
 fn plugin(c: &mut Criterion) {
     let n = if full_run() { 20_000 } else { 200 };
@@ -92,41 +150,33 @@ fn plugin(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("plugin");
     for (label, threshold) in [("never_matching", 1_000_000_000i64), ("mixed", 10)] {
-        let native: Arc<dyn Rule> = Arc::new(NativeRepeatedNotFound::new(threshold, 60));
-        let plugin = plugin_rule(threshold);
-        bench_bare(
-            &mut group,
-            BenchmarkId::new("native", label),
-            &native,
+        let native = RefCell::new(Bare::new(
+            Arc::new(NativeRepeatedNotFound::new(threshold, 60)),
             &events,
-        );
-        bench_bare(
-            &mut group,
-            BenchmarkId::new("plugin", label),
-            &plugin,
-            &events,
-        );
-    }
-    let native: Arc<dyn Rule> = Arc::new(NativeRepeatedNotFound::new(10, 60));
-    for (kind, rule) in [("native", native), ("plugin", plugin_rule(10))] {
-        let clock = Arc::new(ManualClock::at_secs(1_000_000.0));
-        let engine = Engine::builder()
-            .clock(clock.clone())
-            .rule(rule)
-            .build()
-            .expect("rule registers");
-        let mut i = 0usize;
-        group.bench_function(BenchmarkId::new(kind, "engine"), |b| {
-            b.iter(|| {
-                let e = &mixed[i % mixed.len()];
-                i += 1;
-                if i.is_multiple_of(mixed.len()) {
-                    clock.advance_secs(3600.0);
-                }
-                std::hint::black_box(engine.evaluate(e, false))
-            })
+        ));
+        let plugin = RefCell::new(Bare::new(plugin_rule(threshold), &events));
+        let n_call = || native.borrow_mut().call();
+        let p_call = || plugin.borrow_mut().call();
+        group.bench_function(BenchmarkId::new("native", label), |b| {
+            b.iter_custom(|iters| alternating(iters, BATCH, n_call, p_call))
+        });
+        group.bench_function(BenchmarkId::new("plugin", label), |b| {
+            b.iter_custom(|iters| alternating(iters, BATCH, p_call, n_call))
         });
     }
+    let native = RefCell::new(Whole::new(
+        Arc::new(NativeRepeatedNotFound::new(10, 60)),
+        &mixed,
+    ));
+    let plugin = RefCell::new(Whole::new(plugin_rule(10), &mixed));
+    let n_call = || native.borrow_mut().call();
+    let p_call = || plugin.borrow_mut().call();
+    group.bench_function(BenchmarkId::new("native", "engine"), |b| {
+        b.iter_custom(|iters| alternating(iters, BATCH, n_call, p_call))
+    });
+    group.bench_function(BenchmarkId::new("plugin", "engine"), |b| {
+        b.iter_custom(|iters| alternating(iters, BATCH, p_call, n_call))
+    });
     group.finish();
 }
 

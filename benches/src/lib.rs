@@ -786,6 +786,35 @@ pub fn plugin_library(name: &str) -> PathBuf {
     path
 }
 
+/// For criterion's `iter_custom`: runs `iters` calls of `measured` in
+/// batches of `batch`, each batch followed by as many untimed calls of
+/// `other`, and returns the time of the `measured` calls only. Two
+/// benchmarks that time the two sides of the same alternation share the
+/// machine's state from moment to moment, so their ratio holds on a noisy
+/// machine where sequential runs drift apart.
+pub fn alternating(
+    iters: u64,
+    batch: u64,
+    mut measured: impl FnMut(),
+    mut other: impl FnMut(),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(batch.max(1));
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            measured();
+        }
+        total += t.elapsed();
+        for _ in 0..n {
+            other();
+        }
+        left -= n;
+    }
+    total
+}
+
 /// A duration in a human unit, for log lines.
 pub fn human(d: Duration) -> String {
     let ns = d.as_nanos();
