@@ -59,11 +59,7 @@ impl<'a> HistoryReader<'a> {
     /// What a read of `scope` asks the store for: the bound on
     /// `recorded_at`, the event types and the row limit; `None` when the
     /// read returns nothing.
-    fn plan<'q>(
-        &self,
-        scope: &str,
-        q: &'q HistoryQuery<'q>,
-    ) -> Result<Option<Plan<'q>>, RuleError>
+    fn plan<'q>(&self, scope: &str, q: &'q HistoryQuery<'q>) -> Result<Option<Plan<'q>>, RuleError>
     where
         'a: 'q,
     {
