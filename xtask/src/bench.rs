@@ -212,6 +212,7 @@ struct Estimate {
     mean: f64,
     low: f64,
     high: f64,
+    median: f64,
 }
 
 /// Every `new/estimates.json` under `dir`, by criterion full id.
@@ -256,6 +257,7 @@ fn read_one(new_dir: &Path) -> Option<(String, Estimate)> {
             mean: f(mean.get("point_estimate"))?,
             low: f(mean.pointer("/confidence_interval/lower_bound")).unwrap_or(f64::NAN),
             high: f(mean.pointer("/confidence_interval/upper_bound")).unwrap_or(f64::NAN),
+            median: f(est.pointer("/median/point_estimate")).unwrap_or(f64::NAN),
         },
     ))
 }
@@ -285,30 +287,37 @@ fn render_table(est: &BTreeMap<String, Estimate>, memory: Option<&MemoryRun>) ->
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| benchmark | mean per op (95% CI) | target | reference | ratio | met |"
+        "| benchmark | mean per op (95% CI) | median | target | reference | ratio of means (of medians) | met (on the mean) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for r in ROWS {
         let Some(e) = est.get(r.id) else {
-            let _ = writeln!(s, "| {} | not run | | | | |", r.what);
+            let _ = writeln!(s, "| {} | not run | | | | | |", r.what);
             continue;
         };
-        let (ref_label, ref_ns) = match r.reference {
+        let (ref_label, ref_ns, ref_median) = match r.reference {
             Reference::Bench(id) => match est.get(id) {
-                Some(x) => (format!("{} ({id})", fmt_ns(x.mean)), Some(x.mean)),
-                None => (format!("{id}: not run"), None),
+                Some(x) => (
+                    format!("{} ({id})", fmt_ns(x.mean)),
+                    Some(x.mean),
+                    Some(x.median),
+                ),
+                None => (format!("{id}: not run"), None, None),
             },
-            Reference::Fixed(ns, label) => (label.to_string(), Some(ns)),
-            Reference::None => (String::new(), None),
+            Reference::Fixed(ns, label) => (label.to_string(), Some(ns), None),
+            Reference::None => (String::new(), None, None),
         };
         let ratio = ref_ns.map(|r| e.mean / r);
-        let ratio_text = ratio.map_or(String::new(), |x| {
+        let mut ratio_text = ratio.map_or(String::new(), |x| {
             if x < 0.1 {
                 format!("{x:.4}× ({:.0}× faster)", 1.0 / x)
             } else {
                 format!("{x:.2}×")
             }
         });
+        if let Some(m) = ref_median {
+            let _ = write!(ratio_text, " ({:.2}×)", e.median / m);
+        }
         let (target, met) = match r.limit {
             Limit::MaxNs(ns) => (format!("≤ {}", fmt_ns(ns)), Some(e.mean <= ns)),
             Limit::MaxRatio(x) => (format!("≤ {x}× reference"), ratio.map(|ratio| ratio <= x)),
@@ -321,26 +330,27 @@ fn render_table(est: &BTreeMap<String, Estimate>, memory: Option<&MemoryRun>) ->
         };
         let _ = writeln!(
             s,
-            "| {} (`{}`) | {} ({}–{}) | {target} | {ref_label} | {ratio_text} | {met} |",
+            "| {} (`{}`) | {} ({}–{}) | {} | {target} | {ref_label} | {ratio_text} | {met} |",
             r.what.trim(),
             r.id,
             fmt_ns(e.mean),
             fmt_ns(e.low),
             fmt_ns(e.high),
+            fmt_ns(e.median),
         );
     }
     if let Some(m) = memory {
         let mb = m.peak_kb as f64 / 1024.0;
         let _ = writeln!(
             s,
-            "| replay of {} events, release binary: peak RSS | {mb:.1} MB | ≤ {MAX_PEAK_MB} MB | | | {} |",
+            "| replay of {} events, release binary: peak RSS | {mb:.1} MB | | ≤ {MAX_PEAK_MB} MB | | | {} |",
             m.events,
             if mb <= MAX_PEAK_MB { "met" } else { "NOT MET" }
         );
         let rate = m.lines_per_sec.unwrap_or(m.events as f64 / m.wall_secs);
         let _ = writeln!(
             s,
-            "| replay of {} events, release binary: throughput | {rate:.0} events/s ({:.2} s wall) | ≥ {MIN_EVENTS_PER_SEC} events/s | | | {} |",
+            "| replay of {} events, release binary: throughput | {rate:.0} events/s ({:.2} s wall) | | ≥ {MIN_EVENTS_PER_SEC} events/s | | | {} |",
             m.events,
             m.wall_secs,
             if rate >= MIN_EVENTS_PER_SEC { "met" } else { "NOT MET" }
