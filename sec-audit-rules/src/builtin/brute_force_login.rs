@@ -73,12 +73,7 @@ impl Rule for BruteForceLogin {
         if !username.is_empty() {
             meta.insert("username".into(), Value::String(username.into_owned()));
         }
-        Ok(Some(
-            Match::new(self, event, ctx.now, self.common.message.clone())
-                .with_decision(self.common.decision)
-                .with_tags(&self.common.tags)
-                .with_metadata(meta),
-        ))
+        Ok(Some(self.common.matched(self, event, ctx.now, meta)))
     }
 }
 

@@ -73,12 +73,7 @@ impl Rule for LoginThrottle {
         }
         let mut meta = Map::new();
         meta.insert("failure_count".into(), Value::from(count));
-        Ok(Some(
-            Match::new(self, event, ctx.now, self.common.message.clone())
-                .with_decision(self.common.decision)
-                .with_tags(&self.common.tags)
-                .with_metadata(meta),
-        ))
+        Ok(Some(self.common.matched(self, event, ctx.now, meta)))
     }
 }
 

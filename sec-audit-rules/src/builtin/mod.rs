@@ -152,6 +152,23 @@ impl Common {
     }
 }
 
+impl Common {
+    /// The match every built-in returns: the configured message, decision
+    /// (none for rules that never suggest one) and tags, with `metadata`.
+    pub fn matched(
+        &self,
+        rule: &(impl Rule + ?Sized),
+        event: &sec_audit_core::AuditEvent,
+        now: f64,
+        metadata: serde_json::Map<String, Value>,
+    ) -> crate::rule::Match {
+        crate::rule::Match::new(rule, event, now, self.message.clone())
+            .with_decision(self.decision)
+            .with_tags(&self.tags)
+            .with_metadata(metadata)
+    }
+}
+
 /// Whether `path` matches one of `paths` (regex search); an empty list
 /// matches every path.
 pub fn path_allowed(paths: &[regex::Regex], path: &str) -> bool {

@@ -67,11 +67,7 @@ impl Rule for RepeatedClientError {
         }
         let mut meta = Map::new();
         meta.insert("error_count".into(), Value::from(count));
-        Ok(Some(
-            Match::new(self, event, ctx.now, self.common.message.clone())
-                .with_tags(&self.common.tags)
-                .with_metadata(meta),
-        ))
+        Ok(Some(self.common.matched(self, event, ctx.now, meta)))
     }
 }
 

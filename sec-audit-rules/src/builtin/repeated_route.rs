@@ -103,12 +103,7 @@ impl Rule for RepeatedRoute {
         if let Some(ttl) = self.block_ttl {
             meta.insert("block_ttl".into(), Value::from(ttl));
         }
-        Ok(Some(
-            Match::new(self, event, ctx.now, self.common.message.clone())
-                .with_decision(self.common.decision)
-                .with_tags(&self.common.tags)
-                .with_metadata(meta),
-        ))
+        Ok(Some(self.common.matched(self, event, ctx.now, meta)))
     }
 }
 

@@ -110,12 +110,7 @@ impl Rule for RequestBodyThreshold {
             "threshold".into(),
             Value::String(self.threshold.to_string()),
         );
-        Ok(Some(
-            Match::new(self, event, ctx.now, self.common.message.clone())
-                .with_decision(self.common.decision)
-                .with_tags(&self.common.tags)
-                .with_metadata(meta),
-        ))
+        Ok(Some(self.common.matched(self, event, ctx.now, meta)))
     }
 }
 

@@ -140,12 +140,7 @@ impl Rule for ResourceEnumeration {
         let mut meta = Map::new();
         meta.insert("distinct_paths".into(), Value::from(count));
         meta.insert("route".into(), Value::String(route.into_owned()));
-        Ok(Some(
-            Match::new(self, event, ctx.now, self.common.message.clone())
-                .with_decision(self.common.decision)
-                .with_tags(&self.common.tags)
-                .with_metadata(meta),
-        ))
+        Ok(Some(self.common.matched(self, event, ctx.now, meta)))
     }
 
     fn history_attributes(

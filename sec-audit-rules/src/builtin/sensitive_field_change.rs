@@ -135,10 +135,7 @@ impl Rule for SensitiveFieldChange {
             ),
         );
         meta.insert("model_label".into(), Value::String(label.into_owned()));
-        let mut m = Match::new(self, event, ctx.now, self.common.message.clone())
-            .with_decision(self.common.decision)
-            .with_tags(&self.common.tags)
-            .with_metadata(meta);
+        let mut m = self.common.matched(self, event, ctx.now, meta);
         let object_id = event.text("object_id");
         if !object_id.trim().is_empty() {
             m = m.with_subject(object_id.into_owned());
