@@ -169,12 +169,6 @@ impl Common {
     }
 }
 
-/// Whether `path` matches one of `paths` (regex search); an empty list
-/// matches every path.
-pub fn path_allowed(paths: &[regex::Regex], path: &str) -> bool {
-    paths.is_empty() || paths.iter().any(|r| r.is_match(path))
-}
-
 /// A plain-literal pattern's fast form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Literal {
@@ -204,8 +198,7 @@ fn literal_of(pattern: &str) -> Option<Literal> {
     })
 }
 
-/// A rule's `paths` list, with the semantics of [`path_allowed`]: a path
-/// passes when any regex finds a match in it, and an empty list passes
+/// A rule's `paths` list: a path passes when any regex finds a match in it, and an empty list passes
 /// every path. A pattern that is a plain literal (such as `^/api/transfer`
 /// or `/login`) is checked as `starts_with` / `contains` — exactly what the
 /// regex would find — without running the regex engine.
