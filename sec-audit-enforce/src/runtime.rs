@@ -182,16 +182,7 @@ impl RuntimeBuilder {
                     key: "trusted_proxy_cidrs".into(),
                     reason: e.to_string(),
                 })?;
-        // The request's candidate scopes (ip, user, session) in the
-        // registry's precedence order, kept to the block-eligible ones.
-        let candidate_order = engine
-            .scopes()
-            .names()
-            .filter(|n| engine.scopes().is_block_eligible(n))
-            .filter_map(|n| CANDIDATE_SCOPES.iter().position(|c| *c == n))
-            .collect();
         Ok(Runtime {
-            candidate_order,
             fail_closed: config.fail_closed_path_regexes()?,
             resolver,
             enforcer,
@@ -203,9 +194,6 @@ impl RuntimeBuilder {
         })
     }
 }
-
-/// The scopes a request is looked up under at ingress.
-const CANDIDATE_SCOPES: [&str; 3] = ["ip", "user", "session"];
 
 /// Per-thread buffers of the ingress check.
 #[derive(Default)]
@@ -221,8 +209,6 @@ thread_local! {
 /// The enforcement runtime. Share it behind an `Arc`; every method takes
 /// `&self` and none panics into the caller.
 pub struct Runtime {
-    /// Indexes into [`CANDIDATE_SCOPES`], in block precedence order.
-    candidate_order: Vec<usize>,
     config: Config,
     engine: Engine,
     enforcer: Enforcer,
@@ -312,19 +298,11 @@ impl Runtime {
         }
     }
 
-    /// The request's candidate block scopes in precedence order, and its
-    /// resolved client IP.
-    pub fn candidate_scopes(&self, request: &RequestView<'_>) -> (Vec<ScopeKey>, Option<String>) {
-        let ip = self
-            .resolver
+    /// The request's client IP, resolved from the peer address and
+    /// `X-Forwarded-For` with the trusted-proxy rules (ingress step 1).
+    pub fn client_ip(&self, request: &RequestView<'_>) -> Option<std::net::IpAddr> {
+        self.resolver
             .resolve(&request.peer_addr, request.forwarded_for.as_deref())
-            .map(|ip| ip.to_string());
-        let candidates = [
-            ("ip", ip.as_deref().unwrap_or("")),
-            ("user", request.user_id.as_deref().unwrap_or("")),
-            ("session", request.session_id.as_deref().unwrap_or("")),
-        ];
-        (self.engine.scopes().block_candidates(&candidates), ip)
     }
 
     fn ingress_inner(&self, request: &RequestView<'_>) -> IngressDecision {
@@ -340,33 +318,21 @@ impl Runtime {
     fn ingress_with(&self, request: &RequestView<'_>, scratch: &mut Scratch) -> IngressDecision {
         let Scratch { ip, candidates } = scratch;
         ip.clear();
-        let resolved = self
-            .resolver
-            .resolve(&request.peer_addr, request.forwarded_for.as_deref());
+        let resolved = self.client_ip(request);
         if let Some(addr) = resolved {
             push_ip(ip, addr);
         }
         let ip: Option<&str> = resolved.map(|_| ip.as_str());
-        // As `candidate_scopes` (ScopeRegistry::block_candidates), into the
-        // reused keys.
-        let values = [
-            ip.unwrap_or(""),
-            request.user_id.as_deref().unwrap_or(""),
-            request.session_id.as_deref().unwrap_or(""),
-        ];
-        let mut n = 0;
-        for &i in &self.candidate_order {
-            let v = values[i].trim();
-            if v.is_empty() {
-                continue;
-            }
-            match candidates.get_mut(n) {
-                Some(k) => k.assign(CANDIDATE_SCOPES[i], v),
-                None => candidates.push(ScopeKey::new(CANDIDATE_SCOPES[i], v)),
-            }
-            n += 1;
-        }
-        candidates.truncate(n);
+        // Candidate scopes in precedence order, block-eligible only, into
+        // the reused keys.
+        self.engine.scopes().fill_block_candidates(
+            &[
+                ("ip", ip.unwrap_or("")),
+                ("user", request.user_id.as_deref().unwrap_or("")),
+                ("session", request.session_id.as_deref().unwrap_or("")),
+            ],
+            candidates,
+        );
         if !candidates.is_empty() {
             match self.blocks.first_active(candidates) {
                 Ok(Some(entry)) => {

@@ -202,11 +202,11 @@ where
             view = view.with_request_id(r);
         }
         let decision = runtime.ingress_check(&view);
-        let (_, ip) = runtime.candidate_scopes(&view);
+        let ip = runtime.client_ip(&view);
         let egress = self.layer.egress.then(|| EgressContext {
             method: req.method().as_str().to_string(),
             path: req.uri().path().to_string(),
-            ip: ip.clone(),
+            ip: ip.map(|ip| ip.to_string()),
             identity: identity.clone(),
             request_id: request_id.clone(),
         });
@@ -219,8 +219,7 @@ where
         {
             return Box::pin(std::future::ready(Ok(deny_response(status_code, message))));
         }
-        req.extensions_mut()
-            .insert(ClientIp(ip.and_then(|s| s.parse().ok())));
+        req.extensions_mut().insert(ClientIp(ip));
         let fut = self.inner.call(req);
         Box::pin(async move {
             let res = fut.await?;
