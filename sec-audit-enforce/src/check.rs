@@ -64,6 +64,18 @@ pub fn check(config: &Config) -> Vec<Finding> {
             None
         }
     };
+    if let Some(ca) = &config.redis_ca_file {
+        if let Err(reason) = sec_audit_store::check_tls_ca_file(ca) {
+            out.push(Finding {
+                id: "E001",
+                level: Level::Error,
+                message: format!(
+                    "configuration key `redis_ca_file`: {}: {reason}",
+                    ca.display()
+                ),
+            });
+        }
+    }
     if config.enabled && config.redis_url.trim().is_empty() {
         out.push(warn(
             "W001",

@@ -63,12 +63,20 @@ impl Stores {
     }
 }
 
-/// The Redis settings of a configuration.
+/// The Redis settings of a configuration (timeouts, pool size, failure
+/// back-off, TLS CA file). An async Redis connection should be opened from
+/// `redis_config(config).client()` so that it uses the same TLS settings.
 pub fn redis_config(config: &Config) -> RedisConfig {
-    RedisConfig::new(config.redis_url.trim())
+    let mut c = RedisConfig::new(config.redis_url.trim())
         .with_key_prefix(config.key_prefix.clone())
         .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .with_command_timeout(Duration::from_millis(config.command_timeout_ms))
+        .with_pool_size(config.redis_pool_size)
+        .with_failure_backoff(Duration::from_millis(config.failure_backoff_ms));
+    if let Some(ca) = &config.redis_ca_file {
+        c = c.with_tls_ca_file(ca.clone());
+    }
+    c
 }
 
 /// The Postgres settings of a configuration.
@@ -76,6 +84,8 @@ pub fn postgres_config(config: &Config) -> PostgresConfig {
     PostgresConfig::new(config.database_url.trim())
         .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .with_statement_timeout(Duration::from_millis(config.command_timeout_ms))
+        .with_pool_size(config.postgres_pool_size)
+        .with_failure_backoff(Duration::from_millis(config.failure_backoff_ms))
 }
 
 /// The stores `config` names. Opens no connection.
