@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use common::{clock, free_port, new_block, unique};
 use sec_audit_rules::ScopeKey;
-use sec_audit_store::{BlockStore, RedisBlockStore, RedisConfig, RedisPool, StoreError};
+use sec_audit_store::{
+    BlockStore, RedisBlockStore, RedisConfig, RedisCounters, RedisPool, StoreError,
+};
 
 /// A `redis-server` with extra arguments, no persistence, on `port`.
 struct Server {
@@ -35,6 +37,8 @@ impl Server {
     fn start(port: u16, dir: &Path, extra: &[String]) -> Server {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            // A replica syncs at once instead of after the default 5 s.
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(dir)
             .args(extra)
@@ -235,13 +239,17 @@ fn rediss_with_a_private_ca_works_and_is_verified() {
     assert_eq!(info_port, "0", "the server listens on no plain port");
 
     // The public roots compiled in do not know the private CA.
-    let pool = RedisPool::new(&config(&tls.url("localhost"), &prefix)).expect("valid");
+    // (A refused handshake is retried until connect_timeout: keep it short.)
+    let short = |c: RedisConfig| c.with_connect_timeout(Duration::from_millis(400));
+    let pool = RedisPool::new(&short(config(&tls.url("localhost"), &prefix))).expect("valid");
     let err = RedisPool::get_raw(&pool, "x").expect_err("an unknown CA is refused");
     assert!(matches!(err, StoreError::Redis(_)), "{err:?}");
 
     // The certificate names `localhost` only: 127.0.0.1 is another name.
-    let pool = RedisPool::new(&config(&tls.url("127.0.0.1"), &prefix).with_tls_ca_file(&tls.ca))
-        .expect("valid");
+    let pool = RedisPool::new(&short(
+        config(&tls.url("127.0.0.1"), &prefix).with_tls_ca_file(&tls.ca),
+    ))
+    .expect("valid");
     let err = pool.get_raw("x").expect_err("a name mismatch is refused");
     assert!(matches!(err, StoreError::Redis(_)), "{err:?}");
 
@@ -356,6 +364,18 @@ fn a_readonly_reply_drops_the_connection_and_retries_once_then_the_promoted_repl
         "the retry ran on a fresh connection"
     );
 
+    // A script that writes (EVALSHA, NOSCRIPT, EVAL): its READONLY reply is
+    // recognised too (one retry of the EVAL).
+    let counters = RedisCounters::new(&pool);
+    let before = counters.stats();
+    use sec_audit_rules::Counters as _;
+    assert_eq!(counters.incr("c", 1, Some(60)), 1, "degrades to `amount`");
+    assert_eq!(
+        counters.stats().since(&before).redis_round_trips,
+        3,
+        "EVALSHA, EVAL, and one retry of the EVAL"
+    );
+
     // Failover: the replica is promoted. The next call succeeds at once.
     let _: String = replica.cmd(redis::cmd("REPLICAOF").arg("NO").arg("ONE"));
     let before = store.stats();
@@ -367,6 +387,10 @@ fn a_readonly_reply_drops_the_connection_and_retries_once_then_the_promoted_repl
         .get_active(&ScopeKey::new("user", "ro"))
         .expect("read")
         .is_some());
+    let before = counters.stats();
+    assert_eq!(counters.incr("c", 1, Some(60)), 1);
+    assert_eq!(counters.incr("c", 1, Some(60)), 2, "the script now writes");
+    assert_eq!(counters.stats().since(&before).redis_round_trips, 2);
 }
 
 /// A TCP forwarder standing for a managed endpoint whose DNS name moves to
