@@ -39,32 +39,41 @@ pub fn version_supported(v: (u32, u32, u32)) -> bool {
     (v.0, v.1) >= MIN_REDIS_VERSION
 }
 
-/// Reads the server version (`INFO server`) and adds `E002` when it is too
-/// old. Returns the version for the live line, or why it is unknown.
-fn check_version(
-    conn: &mut redis::Connection,
-    url: &str,
-    findings: &mut Vec<Finding>,
-) -> String {
-    let info: redis::RedisResult<String> = redis::cmd("INFO").arg("server").query(conn);
-    let info = match info {
-        Ok(i) => i,
-        Err(e) => return format!("version unknown (INFO server: {e})"),
-    };
-    match redis_version(&info) {
-        Some(v) if version_supported(v) => format!("version {}.{}.{}", v.0, v.1, v.2),
-        Some(v) => {
-            findings.push(Finding {
+/// What an `INFO server` reply says about the version: the text for the
+/// live line, and `E002` when the server is older than
+/// [`MIN_REDIS_VERSION`].
+pub fn version_finding(info: &str, url: &str) -> (String, Option<Finding>) {
+    match redis_version(info) {
+        Some(v) if version_supported(v) => (format!("version {}.{}.{}", v.0, v.1, v.2), None),
+        Some(v) => (
+            format!("version {}.{}.{} (too old, E002)", v.0, v.1, v.2),
+            Some(Finding {
                 id: "E002",
                 level: Level::Error,
                 message: format!(
                     "redis at {url} is version {}.{}.{}: sec-audit needs Redis {}.{} or newer (the block lookup sends SMISMEMBER)",
                     v.0, v.1, v.2, MIN_REDIS_VERSION.0, MIN_REDIS_VERSION.1
                 ),
-            });
-            format!("version {}.{}.{} (too old, E002)", v.0, v.1, v.2)
+            }),
+        ),
+        None => (
+            "version unknown (INFO server names no redis_version)".into(),
+            None,
+        ),
+    }
+}
+
+/// Reads the server version (`INFO server`); adds `E002` when it is too
+/// old. Returns the text for the live line.
+fn check_version(conn: &mut redis::Connection, url: &str, findings: &mut Vec<Finding>) -> String {
+    let info: redis::RedisResult<String> = redis::cmd("INFO").arg("server").query(conn);
+    match info {
+        Ok(info) => {
+            let (text, finding) = version_finding(&info, url);
+            findings.extend(finding);
+            text
         }
-        None => "version unknown (INFO server names no redis_version)".into(),
+        Err(e) => format!("version unknown (INFO server: {e})"),
     }
 }
 
@@ -315,6 +324,16 @@ mod tests {
         assert!(!version_supported((6, 1, 99)));
         assert!(!version_supported((5, 9, 9)));
         assert!(!version_supported((2, 8, 0)));
+        let (text, f) = version_finding(&info("6.0.9"), "redis://h:6379");
+        let f = f.expect("a finding for 6.0.9");
+        assert_eq!((f.id, f.level), ("E002", Level::Error));
+        assert!(f.message.contains("6.0.9") && f.message.contains("6.2"), "{}", f.message);
+        assert!(text.contains("too old"));
+        assert_eq!(
+            version_finding(&info("6.2.0"), "redis://h"),
+            ("version 6.2.0".to_string(), None)
+        );
+        assert!(version_finding("", "redis://h").1.is_none());
     }
 
     #[test]
