@@ -119,3 +119,40 @@ pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, Str
         blocks,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn connection_keys_reach_the_store_settings() {
+        let config = Config {
+            redis_url: "rediss://cache:6380".into(),
+            database_url: "postgres://u@db/x".into(),
+            connect_timeout_ms: 700,
+            command_timeout_ms: 300,
+            redis_pool_size: 5,
+            postgres_pool_size: 3,
+            failure_backoff_ms: 0,
+            redis_ca_file: Some(PathBuf::from("/etc/ca.pem")),
+            ..Config::default()
+        };
+        let r = redis_config(&config);
+        assert_eq!(r.pool_size, 5);
+        assert_eq!(r.connect_timeout, Duration::from_millis(700));
+        assert_eq!(r.command_timeout, Duration::from_millis(300));
+        assert_eq!(r.failure_backoff, Duration::ZERO);
+        assert_eq!(r.tls_ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        let p = postgres_config(&config);
+        assert_eq!(p.pool_size, 3);
+        assert_eq!(p.statement_timeout, Duration::from_millis(300));
+        assert_eq!(p.failure_backoff, Duration::ZERO);
+        let d = redis_config(&Config {
+            redis_url: "redis://h".into(),
+            ..Config::default()
+        });
+        assert_eq!((d.pool_size, d.failure_backoff), (16, Duration::from_secs(1)));
+        assert_eq!(d.tls_ca_file, None);
+    }
+}
