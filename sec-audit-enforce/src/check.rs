@@ -16,7 +16,8 @@ pub enum Level {
     Error,
 }
 
-/// One finding: an id (`W001`…`W005`, `E001`), its level and what it means.
+/// One finding: an id (`W001`…`W005`, `E001`; `E002` from the live check
+/// of the CLI), its level and what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub id: &'static str,
