@@ -327,7 +327,11 @@ mod tests {
         let (text, f) = version_finding(&info("6.0.9"), "redis://h:6379");
         let f = f.expect("a finding for 6.0.9");
         assert_eq!((f.id, f.level), ("E002", Level::Error));
-        assert!(f.message.contains("6.0.9") && f.message.contains("6.2"), "{}", f.message);
+        assert!(
+            f.message.contains("6.0.9") && f.message.contains("6.2"),
+            "{}",
+            f.message
+        );
         assert!(text.contains("too old"));
         assert_eq!(
             version_finding(&info("6.2.0"), "redis://h"),

@@ -31,7 +31,8 @@ fn make_certs(dir: &Path) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "sec-audit cli test CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "sec-audit cli test CA");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_cert = ca.self_signed(&ca_key).expect("CA cert");
     let key = KeyPair::generate().expect("key");
@@ -61,7 +62,9 @@ fn start_tls_redis(dir: &Path) -> TlsRedis {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start redis-server (is it installed and on PATH?): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot start redis-server (is it installed and on PATH?): {e}")
+        });
     let server = TlsRedis { port, child };
     // Ready when a TLS PING answers.
     let client = sec_audit_store::RedisConfig::new(format!("rediss://localhost:{port}"))
@@ -104,8 +107,18 @@ fn check_live_and_blocks_work_over_rediss_with_a_private_ca() {
 
     // A block written by one invocation is listed by another, over TLS.
     let out = run(&[
-        "blocks", "add", "--config", s(&config), "--scope", "user", "--value", "tls-u", "--ttl",
-        "60", "--reason", "tls test",
+        "blocks",
+        "add",
+        "--config",
+        s(&config),
+        "--scope",
+        "user",
+        "--value",
+        "tls-u",
+        "--ttl",
+        "60",
+        "--reason",
+        "tls test",
     ]);
     expect_code(&out, 0);
     let out = run(&["blocks", "list", "--config", s(&config), "--json"]);
@@ -125,7 +138,11 @@ fn check_live_and_blocks_work_over_rediss_with_a_private_ca() {
     );
     let out = run(&["check", "--config", s(&no_ca), "--live"]);
     expect_code(&out, 1);
-    assert!(stdout(&out).contains("live error: redis not reachable at"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("live error: redis not reachable at"),
+        "{}",
+        stdout(&out)
+    );
 
     // A CA file that does not exist is a configuration error naming the key.
     let missing = dir.write(

@@ -736,7 +736,14 @@ mod tests {
         assert_eq!(c.failure_backoff_ms, 0);
         assert_eq!(c.redis_ca_file, Some(PathBuf::from("ca.pem")));
         let d = Config::default();
-        assert_eq!((d.redis_pool_size, d.postgres_pool_size, d.failure_backoff_ms), (16, 8, 1000));
+        assert_eq!(
+            (
+                d.redis_pool_size,
+                d.postgres_pool_size,
+                d.failure_backoff_ms
+            ),
+            (16, 8, 1000)
+        );
         for (text, key) in [
             ("redis_pool_size = 0", "`redis_pool_size`"),
             ("redis_pool_size = 1025", "`redis_pool_size`"),
@@ -762,7 +769,11 @@ mod tests {
             redis_pool_size: 0,
             ..Config::default()
         };
-        assert!(c.validate_fields().unwrap_err().to_string().contains("`redis_pool_size`"));
+        assert!(c
+            .validate_fields()
+            .unwrap_err()
+            .to_string()
+            .contains("`redis_pool_size`"));
     }
 
     #[test]

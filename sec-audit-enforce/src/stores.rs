@@ -152,7 +152,10 @@ mod tests {
             redis_url: "redis://h".into(),
             ..Config::default()
         });
-        assert_eq!((d.pool_size, d.failure_backoff), (16, Duration::from_secs(1)));
+        assert_eq!(
+            (d.pool_size, d.failure_backoff),
+            (16, Duration::from_secs(1))
+        );
         assert_eq!(d.tls_ca_file, None);
     }
 }

@@ -79,7 +79,10 @@ impl RedisConfig {
     /// Whether the URL asks for TLS (`rediss://`).
     pub fn is_tls(&self) -> bool {
         matches!(
-            self.url.as_str().into_connection_info().map(|i| i.addr().clone()),
+            self.url
+                .as_str()
+                .into_connection_info()
+                .map(|i| i.addr().clone()),
             Ok(ConnectionAddr::TcpTls { .. })
         )
     }

@@ -290,7 +290,9 @@ impl RedisPool {
                         c.poisoned = true;
                         self.shared.generation.fetch_add(1, Ordering::AcqRel);
                         if attempt == 1 {
-                            tracing::debug!("redis: READONLY reply (failover?), retrying on a fresh connection");
+                            tracing::debug!(
+                                "redis: READONLY reply (failover?), retrying on a fresh connection"
+                            );
                             continue;
                         }
                     }
@@ -368,7 +370,8 @@ impl RedisPool {
 fn is_read_only(e: &RedisError) -> bool {
     e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
         || e.code() == Some("READONLY")
-        || e.detail().is_some_and(|d| d.contains("READONLY You can't write"))
+        || e.detail()
+            .is_some_and(|d| d.contains("READONLY You can't write"))
 }
 
 /// Escapes glob metacharacters for SCAN MATCH.

@@ -126,9 +126,8 @@ impl Drop for Server {
 }
 
 fn temp_dir(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sec-audit-{what}-{}", unique("conn")))
-        .to_path_buf();
-    let dir = PathBuf::from(dir.to_string_lossy().replace(':', "-"));
+    let name = format!("sec-audit-{what}-{}", unique("conn")).replace(':', "-");
+    let dir = std::env::temp_dir().join(name);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
@@ -156,7 +155,11 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let cert = params
         .signed_by(&key, &ca_cert, &ca_key)
         .expect("server cert");
-    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
     std::fs::write(&paths.0, ca_cert.pem()).expect("write CA");
     std::fs::write(&paths.1, cert.pem()).expect("write cert");
     std::fs::write(&paths.2, key.serialize_pem()).expect("write key");
@@ -231,11 +234,12 @@ fn rediss_with_a_private_ca_works_and_is_verified() {
         .expect("the block is found");
     assert_eq!(found.scope_value, "tls-user");
     assert_eq!(
-        pool.get_raw(&format!("{prefix}:nothing")).expect("GET over TLS"),
+        pool.get_raw(&format!("{prefix}:nothing"))
+            .expect("GET over TLS"),
         None
     );
     // The plain port is closed: that really was TLS.
-    let info_port = tls.server.info_field_tls(&tls);
+    let info_port = tls.plain_port();
     assert_eq!(info_port, "0", "the server listens on no plain port");
 
     // The public roots compiled in do not know the private CA.
@@ -271,11 +275,11 @@ fn rediss_with_a_private_ca_works_and_is_verified() {
     assert_eq!(n, 1);
 }
 
-impl Server {
-    /// `port` as the TLS server reports it (its plain port), read over TLS.
-    fn info_field_tls(&self, tls: &TlsServer) -> String {
-        let client = RedisConfig::new(tls.url("localhost"))
-            .with_tls_ca_file(&tls.ca)
+impl TlsServer {
+    /// The server's plain (non-TLS) port setting, read over TLS.
+    fn plain_port(&self) -> String {
+        let client = RedisConfig::new(self.url("localhost"))
+            .with_tls_ca_file(&self.ca)
             .client()
             .expect("client");
         let mut c = client
@@ -304,17 +308,24 @@ fn tls_settings_are_checked_without_connecting() {
     // No certificate verification is never offered.
     assert!(msg(RedisConfig::new("rediss://localhost:1/#insecure")).contains("#insecure"));
     // A CA file only makes sense with TLS.
-    assert!(msg(RedisConfig::new("redis://localhost:1").with_tls_ca_file(&ca))
-        .contains("not rediss://"));
+    assert!(
+        msg(RedisConfig::new("redis://localhost:1").with_tls_ca_file(&ca))
+            .contains("not rediss://")
+    );
     // Missing, not PEM, or PEM without a certificate.
-    assert!(msg(RedisConfig::new("rediss://h:1").with_tls_ca_file(dir.join("nope.pem")))
-        .contains("nope.pem"));
+    assert!(
+        msg(RedisConfig::new("rediss://h:1").with_tls_ca_file(dir.join("nope.pem")))
+            .contains("nope.pem")
+    );
     let junk = dir.join("junk.pem");
     std::fs::write(&junk, "not a certificate\n").expect("write");
-    assert!(msg(RedisConfig::new("rediss://h:1").with_tls_ca_file(&junk))
-        .contains("no PEM certificate"));
-    assert!(msg(RedisConfig::new("rediss://h:1").with_tls_ca_file(&key))
-        .contains("no PEM certificate"));
+    assert!(
+        msg(RedisConfig::new("rediss://h:1").with_tls_ca_file(&junk))
+            .contains("no PEM certificate")
+    );
+    assert!(
+        msg(RedisConfig::new("rediss://h:1").with_tls_ca_file(&key)).contains("no PEM certificate")
+    );
     assert!(sec_audit_store::check_tls_ca_file(&ca).is_ok());
     assert!(sec_audit_store::check_tls_ca_file(&junk).is_err());
     // Errors never carry the URL's password.
@@ -349,10 +360,7 @@ fn a_readonly_reply_drops_the_connection_and_retries_once_then_the_promoted_repl
     let err = store
         .block(&new_block("user", "ro", Some(60)))
         .expect_err("a write on a replica fails");
-    assert!(
-        err.to_string().to_lowercase().contains("readonly"),
-        "{err}"
-    );
+    assert!(err.to_string().to_lowercase().contains("readonly"), "{err}");
     assert_eq!(
         store.stats().since(&before).redis_round_trips,
         2,
@@ -422,9 +430,10 @@ impl Endpoint {
                 }
                 let Ok(client) = conn else { continue };
                 let to = t.load(Ordering::Acquire);
-                let Ok(server) =
-                    TcpStream::connect_timeout(&([127, 0, 0, 1], to).into(), Duration::from_secs(2))
-                else {
+                let Ok(server) = TcpStream::connect_timeout(
+                    &([127, 0, 0, 1], to).into(),
+                    Duration::from_secs(2),
+                ) else {
                     continue;
                 };
                 let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
@@ -505,9 +514,15 @@ fn after_a_failover_behind_a_moving_endpoint_no_call_fails() {
             failures.push(e.to_string());
         }
     }
-    assert!(failures.is_empty(), "calls failed after the failover: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "calls failed after the failover: {failures:?}"
+    );
     let trips = store.stats().since(&before).redis_round_trips;
-    assert!(trips <= 21, "one retry at most: {trips} round trips for 20 calls");
+    assert!(
+        trips <= 21,
+        "one retry at most: {trips} round trips for 20 calls"
+    );
     // The writes landed on the new primary.
     let v: Option<String> = b.cmd(redis::cmd("GET").arg(format!("{prefix}:block:user:after-19")));
     assert!(v.is_some(), "the write is on the promoted server");
