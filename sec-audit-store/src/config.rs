@@ -20,8 +20,8 @@ pub const MAX_CA_FILE_BYTES: u64 = 4 << 20;
 /// The default Redis key namespace.
 pub const DEFAULT_KEY_PREFIX: &str = "sec_audit";
 
-/// Redis connection settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Redis connection settings. `Debug` masks the URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS) or
     /// `redis+unix://…`.
@@ -43,6 +43,60 @@ pub struct RedisConfig {
     /// trusted; when unset, the Mozilla root store compiled in
     /// (`webpki-roots`), the same on every host.
     pub tls_ca_file: Option<PathBuf>,
+}
+
+/// `url` with the password masked (`scheme://user:***@host…`, and any
+/// `password=…` parameter), for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let start = scheme_end + 3;
+        let end = out[start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..end].rfind('@') {
+            if let Some(colon) = out[start..start + at].find(':') {
+                out.replace_range(start + colon + 1..start + at, "***");
+            }
+        }
+    }
+    let mut from = 0;
+    while let Some(i) = out[from..].find("password=") {
+        let begin = from + i + "password=".len();
+        let end = out[begin..]
+            .find(['&', ' '])
+            .map_or(out.len(), |j| begin + j);
+        out.replace_range(begin..end, "***");
+        from = begin + 3;
+    }
+    out
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("failure_backoff", &self.failure_backoff)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redact_url(&self.url))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("search_path", &self.search_path)
+            .field("failure_backoff", &self.failure_backoff)
+            .finish()
+    }
 }
 
 /// Installs rustls' process-wide crypto provider (ring) once. The redis
@@ -207,8 +261,8 @@ pub fn check_tls_ca_file(path: &Path) -> Result<(), String> {
     read_ca_file(path).map(|_| ())
 }
 
-/// Postgres connection settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Postgres connection settings. `Debug` masks the URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
     /// A libpq connection string: `postgres://user@host:port/db?…` or
     /// `host=… dbname=…`. `connect_timeout` and `tcp_user_timeout` are added
@@ -376,6 +430,28 @@ mod tests {
             .with_search_path("a\"b")
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn debug_output_masks_passwords() {
+        assert_eq!(
+            redact_url("rediss://:s3cret@h:6380/0"),
+            "rediss://:***@h:6380/0"
+        );
+        assert_eq!(redact_url("redis://app:s3cret@h"), "redis://app:***@h");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(
+            redact_url("host=db password=pw dbname=x"),
+            "host=db password=*** dbname=x"
+        );
+        assert_eq!(
+            redact_url("postgres://u@db/x?password=pw&sslmode=require"),
+            "postgres://u@db/x?password=***&sslmode=require"
+        );
+        let r = format!("{:?}", RedisConfig::new("rediss://u:s3cret@h:6380"));
+        assert!(!r.contains("s3cret") && r.contains("u:***@h"), "{r}");
+        let p = format!("{:?}", PostgresConfig::new("postgres://u:s3cret@db/x"));
+        assert!(!p.contains("s3cret"), "{p}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub mod tiered;
 
 pub use block::{BlockEntry, BlockStore, NewBlock, StoreError};
 pub use config::{
-    check_tls_ca_file, PostgresConfig, RedisConfig, TieredOptions, DEFAULT_KEY_PREFIX,
+    check_tls_ca_file, redact_url, PostgresConfig, RedisConfig, TieredOptions, DEFAULT_KEY_PREFIX,
 };
 pub use memory::MemoryBlockStore;
 pub use postgres::{PostgresBlockStore, MIGRATIONS};
