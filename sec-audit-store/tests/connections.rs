@@ -527,3 +527,43 @@ fn after_a_failover_behind_a_moving_endpoint_no_call_fails() {
     let v: Option<String> = b.cmd(redis::cmd("GET").arg(format!("{prefix}:block:user:after-19")));
     assert!(v.is_some(), "the write is on the promoted server");
 }
+
+#[test]
+fn a_tls_handshake_with_a_silent_server_is_bounded_by_the_connect_timeout() {
+    // Accepts TCP connections and never answers: the TLS handshake must not
+    // hang a caller (or the pool's connecting thread).
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).expect("nonblocking");
+        while !st.load(Ordering::Acquire) {
+            if let Ok((c, _)) = listener.accept() {
+                held.push(c);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let pool = RedisPool::new(
+        &config(&format!("rediss://localhost:{port}"), "t:silent")
+            .with_connect_timeout(Duration::from_millis(300)),
+    )
+    .expect("valid");
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = pool.get_raw("x").expect_err("no TLS server there");
+        assert!(
+            matches!(err, StoreError::Redis(_) | StoreError::Timeout(_)),
+            "{err:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "bounded by connect_timeout, took {:?}",
+            started.elapsed()
+        );
+    }
+    stop.store(true, Ordering::Release);
+    let _ = holder.join();
+}
