@@ -12,6 +12,71 @@ use sec_audit_store::{PostgresBlockStore, PostgresConfig};
 use crate::error::{CliError, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
 use crate::util::redact_url;
 
+/// The oldest Redis sec-audit works with: the tiered lookup sends
+/// `SMISMEMBER`, new in Redis 6.2.
+pub const MIN_REDIS_VERSION: (u32, u32) = (6, 2);
+
+/// `redis_version` from an `INFO server` reply, as (major, minor, patch).
+/// Missing parts count as 0 (`7.2` = 7.2.0); `None` when the field is absent
+/// or does not start with a number.
+pub fn redis_version(info: &str) -> Option<(u32, u32, u32)> {
+    let v = info
+        .lines()
+        .find_map(|l| l.strip_prefix("redis_version:"))?
+        .trim();
+    let mut parts = v.split('.').map(|p| {
+        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u32>().ok()
+    });
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    let patch = parts.next().flatten().unwrap_or(0);
+    Some((major, minor, patch))
+}
+
+/// Whether a server of this version has every command sec-audit sends.
+pub fn version_supported(v: (u32, u32, u32)) -> bool {
+    (v.0, v.1) >= MIN_REDIS_VERSION
+}
+
+/// What an `INFO server` reply says about the version: the text for the
+/// live line, and `E002` when the server is older than
+/// [`MIN_REDIS_VERSION`].
+pub fn version_finding(info: &str, url: &str) -> (String, Option<Finding>) {
+    match redis_version(info) {
+        Some(v) if version_supported(v) => (format!("version {}.{}.{}", v.0, v.1, v.2), None),
+        Some(v) => (
+            format!("version {}.{}.{} (too old, E002)", v.0, v.1, v.2),
+            Some(Finding {
+                id: "E002",
+                level: Level::Error,
+                message: format!(
+                    "redis at {url} is version {}.{}.{}: sec-audit needs Redis {}.{} or newer (the block lookup sends SMISMEMBER)",
+                    v.0, v.1, v.2, MIN_REDIS_VERSION.0, MIN_REDIS_VERSION.1
+                ),
+            }),
+        ),
+        None => (
+            "version unknown (INFO server names no redis_version)".into(),
+            None,
+        ),
+    }
+}
+
+/// Reads the server version (`INFO server`); adds `E002` when it is too
+/// old. Returns the text for the live line.
+fn check_version(conn: &mut redis::Connection, url: &str, findings: &mut Vec<Finding>) -> String {
+    let info: redis::RedisResult<String> = redis::cmd("INFO").arg("server").query(conn);
+    match info {
+        Ok(info) => {
+            let (text, finding) = version_finding(&info, url);
+            findings.extend(finding);
+            text
+        }
+        Err(e) => format!("version unknown (INFO server: {e})"),
+    }
+}
+
 /// Eviction policies that may drop keys sec-audit relies on.
 pub fn evicting_policy(policy: &str) -> bool {
     policy.starts_with("allkeys-") || policy.starts_with("volatile-")
@@ -69,13 +134,14 @@ fn maxmemory_policy(conn: &mut redis::Connection) -> Result<String, String> {
         .ok_or_else(|| "the server reports no maxmemory_policy".into())
 }
 
-/// Probes Redis: reachability (PING) and the eviction policy.
+/// Probes Redis: reachability (PING, over TLS for `rediss://`), the server
+/// version and the eviction policy.
 fn probe_redis(config: &Config, findings: &mut Vec<Finding>) -> LiveLine {
     let url = redact_url(&config.redis_url);
     let (connect, command) = timeouts(config);
-    let client = match redis::Client::open(config.redis_url.as_str()) {
+    let client = match sec_audit_enforce::stores::redis_config(config).client() {
         Ok(c) => c,
-        Err(e) => return LiveLine::err(format!("redis url {url} is invalid: {e}")),
+        Err(e) => return LiveLine::err(format!("redis settings for {url}: {e}")),
     };
     let started = Instant::now();
     let mut conn = match client.get_connection_with_timeout(connect) {
@@ -89,6 +155,7 @@ fn probe_redis(config: &Config, findings: &mut Vec<Finding>) -> LiveLine {
         return LiveLine::err(format!("redis at {url} does not answer PING: {e}"));
     }
     let rtt = started.elapsed().as_secs_f64() * 1000.0;
+    let version = check_version(&mut conn, &url, findings);
     match maxmemory_policy(&mut conn) {
         Ok(policy) => {
             if evicting_policy(&policy) {
@@ -101,11 +168,11 @@ fn probe_redis(config: &Config, findings: &mut Vec<Finding>) -> LiveLine {
                 });
             }
             LiveLine::ok(format!(
-                "redis reachable at {url} (connect + PING {rtt:.1} ms), maxmemory-policy {policy}"
+                "redis reachable at {url} (connect + PING {rtt:.1} ms), {version}, maxmemory-policy {policy}"
             ))
         }
         Err(e) => LiveLine::ok(format!(
-            "redis reachable at {url} (connect + PING {rtt:.1} ms); maxmemory-policy unknown: {e}"
+            "redis reachable at {url} (connect + PING {rtt:.1} ms), {version}; maxmemory-policy unknown: {e}"
         )),
     }
 }
@@ -151,14 +218,18 @@ fn probe_postgres(config: &Config) -> LiveLine {
 }
 
 /// Before a replay on Redis/Postgres: fails when a configured server does
-/// not answer (or Postgres lacks its migrations), since the replay itself
-/// would fail open on every event and report nothing useful.
+/// not answer, Redis is older than [`MIN_REDIS_VERSION`] (or Postgres lacks
+/// its migrations), since the replay itself would fail open on every event
+/// and report nothing useful.
 pub fn preflight(config: &Config) -> Result<(), CliError> {
-    let mut ignored = Vec::new();
+    let mut found = Vec::new();
     if !config.redis_url.trim().is_empty() {
-        let l = probe_redis(config, &mut ignored);
+        let l = probe_redis(config, &mut found);
         if !l.ok {
             return Err(CliError::runtime(l.text));
+        }
+        if let Some(f) = found.iter().find(|f| f.level == Level::Error) {
+            return Err(CliError::runtime(f.message.clone()));
         }
     }
     if !config.redis_url.trim().is_empty()
@@ -235,6 +306,39 @@ pub fn run(config_path: &Path, live: bool) -> Result<u8, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_versions() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        assert_eq!(redis_version(&info("7.0.15")), Some((7, 0, 15)));
+        assert_eq!(redis_version(&info("6.2.0")), Some((6, 2, 0)));
+        assert_eq!(redis_version(&info("6.2")), Some((6, 2, 0)));
+        assert_eq!(redis_version(&info("7.4.0-rc1")), Some((7, 4, 0)));
+        assert_eq!(redis_version(&info("unknown")), None);
+        assert_eq!(redis_version("# Server\r\nredis_mode:standalone\r\n"), None);
+        assert!(version_supported((6, 2, 0)));
+        assert!(version_supported((6, 2, 14)));
+        assert!(version_supported((7, 0, 0)));
+        assert!(version_supported((10, 0, 0)));
+        assert!(!version_supported((6, 0, 20)));
+        assert!(!version_supported((6, 1, 99)));
+        assert!(!version_supported((5, 9, 9)));
+        assert!(!version_supported((2, 8, 0)));
+        let (text, f) = version_finding(&info("6.0.9"), "redis://h:6379");
+        let f = f.expect("a finding for 6.0.9");
+        assert_eq!((f.id, f.level), ("E002", Level::Error));
+        assert!(
+            f.message.contains("6.0.9") && f.message.contains("6.2"),
+            "{}",
+            f.message
+        );
+        assert!(text.contains("too old"));
+        assert_eq!(
+            version_finding(&info("6.2.0"), "redis://h"),
+            ("version 6.2.0".to_string(), None)
+        );
+        assert!(version_finding("", "redis://h").1.is_none());
+    }
 
     #[test]
     fn eviction_policies() {

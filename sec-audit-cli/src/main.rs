@@ -93,9 +93,10 @@ struct ReplayArgs {
 }
 
 /// Checks a configuration and prints the findings, one per line
-/// (W001-W005 warnings, E001 errors). With --live, also connects to the
-/// configured Redis and Postgres and reports reachability, migration state
-/// and Redis's maxmemory-policy (W004 when it evicts keys).
+/// (W001-W005 warnings, E001-E002 errors). With --live, also connects to the
+/// configured Redis (over TLS for rediss://) and Postgres and reports
+/// reachability, migration state, the Redis version (E002 when older than
+/// 6.2) and Redis's maxmemory-policy (W004 when it evicts keys).
 ///
 /// Exit status: 0 no errors, 2 an error finding, 1 a live problem
 /// (unreachable server, pending migrations).

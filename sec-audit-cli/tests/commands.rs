@@ -110,6 +110,17 @@ fn live_check_reports_reachability_and_eviction_policy() {
         "{text}"
     );
     assert!(text.contains("live ok: postgres not configured"), "{text}");
+    // The server version is read and new enough (SMISMEMBER, Redis 6.2+).
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(&mut conn)
+        .unwrap_or_else(|e| panic!("INFO server on the test Redis: {e}"));
+    let (major, minor, patch) = sec_audit_cli::check_cmd::redis_version(&info)
+        .unwrap_or_else(|| panic!("the test Redis reports no redis_version"));
+    assert!(
+        text.contains(&format!("version {major}.{minor}.{patch},")) && !text.contains("E002"),
+        "{text}"
+    );
     let evicts = policy.starts_with("allkeys-") || policy.starts_with("volatile-");
     assert_eq!(text.contains("W004 warning"), evicts, "{text}");
     expect_code(&out, 0);

@@ -16,7 +16,8 @@ pub enum Level {
     Error,
 }
 
-/// One finding: an id (`W001`…`W005`, `E001`), its level and what it means.
+/// One finding: an id (`W001`…`W005`, `E001`; `E002` from the live check
+/// of the CLI), its level and what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub id: &'static str,
@@ -64,6 +65,18 @@ pub fn check(config: &Config) -> Vec<Finding> {
             None
         }
     };
+    if let Some(ca) = &config.redis_ca_file {
+        if let Err(reason) = sec_audit_store::check_tls_ca_file(ca) {
+            out.push(Finding {
+                id: "E001",
+                level: Level::Error,
+                message: format!(
+                    "configuration key `redis_ca_file`: {}: {reason}",
+                    ca.display()
+                ),
+            });
+        }
+    }
     if config.enabled && config.redis_url.trim().is_empty() {
         out.push(warn(
             "W001",

@@ -17,6 +17,8 @@ use toml::Value;
 pub const ENV_REDIS_URL: &str = "SEC_AUDIT_REDIS_URL";
 /// Environment variable overriding `database_url`.
 pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+/// Environment variable overriding `redis_ca_file`.
+pub const ENV_REDIS_CA_FILE: &str = "SEC_AUDIT_REDIS_CA_FILE";
 
 /// A configuration error. Its message names the offending key or rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +103,15 @@ pub struct Config {
     /// Per-command timeout for Redis and statement timeout for Postgres,
     /// milliseconds.
     pub command_timeout_ms: u64,
+    /// Connection settings (this project's additions; see
+    /// [`CONNECTION_KEYS`]): pooled connections per Redis and Postgres pool,
+    /// how long calls fail fast after a failed connect (0: never), and the
+    /// PEM CA file trusted for `rediss://` (a private CA; as written in a
+    /// file it is relative to the file's directory).
+    pub redis_pool_size: u32,
+    pub postgres_pool_size: u32,
+    pub failure_backoff_ms: u64,
+    pub redis_ca_file: Option<PathBuf>,
     /// Directory relative plugin paths are resolved against.
     pub base_dir: PathBuf,
 }
@@ -131,12 +142,16 @@ impl Default for Config {
             block_rules: BTreeMap::new(),
             connect_timeout_ms: 1000,
             command_timeout_ms: 500,
+            redis_pool_size: 16,
+            postgres_pool_size: 8,
+            failure_backoff_ms: 1000,
+            redis_ca_file: None,
             base_dir: PathBuf::from("."),
         }
     }
 }
 
-const KEYS: [&str; 23] = [
+const KEYS: [&str; 27] = [
     "enabled",
     "redis_url",
     "require_redis",
@@ -160,7 +175,66 @@ const KEYS: [&str; 23] = [
     "block_rules",
     "connect_timeout_ms",
     "command_timeout_ms",
+    "redis_pool_size",
+    "postgres_pool_size",
+    "failure_backoff_ms",
+    "redis_ca_file",
 ];
+
+/// The connection keys and their accepted ranges (inclusive): timeouts in
+/// milliseconds, pool sizes in connections.
+pub const CONNECTION_KEYS: [(&str, u64, u64); 5] = [
+    ("connect_timeout_ms", 1, 600_000),
+    ("command_timeout_ms", 1, 600_000),
+    ("redis_pool_size", 1, 1024),
+    ("postgres_pool_size", 1, 1024),
+    ("failure_backoff_ms", 0, 600_000),
+];
+
+fn connection_range(key: &str) -> (u64, u64) {
+    CONNECTION_KEYS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map_or((0, u64::MAX), |(_, lo, hi)| (*lo, *hi))
+}
+
+fn in_range(key: &str, v: u64) -> Result<u64, ConfigError> {
+    let (lo, hi) = connection_range(key);
+    if v < lo || v > hi {
+        return Err(ConfigError::invalid(
+            key,
+            format!("must be {lo}-{hi} (got {v})"),
+        ));
+    }
+    Ok(v)
+}
+
+/// Reads the connection keys added to `connect_timeout_ms` and
+/// `command_timeout_ms` (which are read with the others).
+fn parse_connection_keys(t: &toml::Table, c: &mut Config) -> Result<(), ConfigError> {
+    let int = |key: &str, default: u64| -> Result<u64, ConfigError> {
+        match get_int(t, key)? {
+            None => Ok(default),
+            Some(v) if v < 0 => Err(ConfigError::invalid(
+                key,
+                format!("must not be negative (got {v})"),
+            )),
+            Some(v) => in_range(key, v as u64),
+        }
+    };
+    c.redis_pool_size = int("redis_pool_size", u64::from(c.redis_pool_size))? as u32;
+    c.postgres_pool_size = int("postgres_pool_size", u64::from(c.postgres_pool_size))? as u32;
+    c.failure_backoff_ms = int("failure_backoff_ms", c.failure_backoff_ms)?;
+    c.redis_ca_file = match t.get("redis_ca_file") {
+        None => None,
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            return Err(ConfigError::invalid("redis_ca_file", "must not be empty"))
+        }
+        Some(Value::String(s)) => Some(PathBuf::from(s)),
+        Some(_) => return Err(ConfigError::wrong("redis_ca_file", "a path")),
+    };
+    Ok(())
+}
 
 fn get_bool(t: &toml::Table, key: &str, default: bool) -> Result<bool, ConfigError> {
     match t.get(key) {
@@ -359,13 +433,18 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        config.redis_ca_file = config.redis_ca_file.map(|f| config.base_dir.join(f));
         config.apply_env();
         Ok(config)
     }
 
     /// `SEC_AUDIT_REDIS_URL` and `DATABASE_URL`, when set and non-empty,
-    /// override the file's URLs.
+    /// override the file's URLs; `SEC_AUDIT_REDIS_CA_FILE` its
+    /// `redis_ca_file` (relative to the current directory).
     pub fn apply_env(&mut self) {
+        if let Some(v) = std::env::var_os(ENV_REDIS_CA_FILE).filter(|v| !v.is_empty()) {
+            self.redis_ca_file = Some(PathBuf::from(v));
+        }
         if let Some(v) = std::env::var(ENV_REDIS_URL).ok().filter(|v| !v.is_empty()) {
             self.redis_url = v;
         }
@@ -429,6 +508,7 @@ impl Config {
             command_timeout_ms: get_positive(t, "command_timeout_ms", d.command_timeout_ms)?,
             ..d
         };
+        parse_connection_keys(t, &mut c)?;
         if let Some(rules) = t.get("rules") {
             let Value::Array(items) = rules else {
                 return Err(ConfigError::wrong(
@@ -496,6 +576,7 @@ impl Config {
         if self.key_prefix.is_empty() {
             return Err(ConfigError::invalid("key_prefix", "must not be empty"));
         }
+        self.validate_connection_keys()?;
         if self.permanent_cache_ttl == 0 || self.default_temp_ttl == 0 {
             return Err(ConfigError::invalid(
                 "default_temp_ttl",
@@ -513,6 +594,24 @@ impl Config {
                     "`action` is required (only built-in rules have a default to merge over)",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Ranges of the connection keys, and `redis_ca_file` only with a
+    /// `rediss://` URL. Reads no file (see `check` for the CA file itself).
+    pub fn validate_connection_keys(&self) -> Result<(), ConfigError> {
+        in_range("connect_timeout_ms", self.connect_timeout_ms)?;
+        in_range("command_timeout_ms", self.command_timeout_ms)?;
+        in_range("redis_pool_size", u64::from(self.redis_pool_size))?;
+        in_range("postgres_pool_size", u64::from(self.postgres_pool_size))?;
+        in_range("failure_backoff_ms", self.failure_backoff_ms)?;
+        let url = self.redis_url.trim();
+        if self.redis_ca_file.is_some() && !url.is_empty() && !url.starts_with("rediss://") {
+            return Err(ConfigError::invalid(
+                "redis_ca_file",
+                "is set but redis_url is not rediss:// (TLS)",
+            ));
         }
         Ok(())
     }
@@ -624,6 +723,57 @@ mod tests {
         assert!(err("[[rules]]\nplugin = \"p.so\"\nsha = \"x\"").contains("`rules[0].sha`"));
         assert!(err("enabled = true\nrequire_redis = true").contains("`require_redis`"));
         assert!(err("enabled = ").contains("not valid TOML"));
+    }
+
+    #[test]
+    fn connection_keys_parse_and_are_range_checked() {
+        let c = Config::from_toml_str(
+            "redis_pool_size = 4\npostgres_pool_size = 2\nfailure_backoff_ms = 0\nredis_url = \"rediss://h:6380\"\nredis_ca_file = \"ca.pem\"",
+        )
+        .unwrap();
+        assert_eq!(c.redis_pool_size, 4);
+        assert_eq!(c.postgres_pool_size, 2);
+        assert_eq!(c.failure_backoff_ms, 0);
+        assert_eq!(c.redis_ca_file, Some(PathBuf::from("ca.pem")));
+        let d = Config::default();
+        assert_eq!(
+            (
+                d.redis_pool_size,
+                d.postgres_pool_size,
+                d.failure_backoff_ms
+            ),
+            (16, 8, 1000)
+        );
+        for (text, key) in [
+            ("redis_pool_size = 0", "`redis_pool_size`"),
+            ("redis_pool_size = 1025", "`redis_pool_size`"),
+            ("redis_pool_size = -1", "`redis_pool_size`"),
+            ("redis_pool_size = \"8\"", "`redis_pool_size`"),
+            ("postgres_pool_size = 0", "`postgres_pool_size`"),
+            ("postgres_pool_size = 99999999999", "`postgres_pool_size`"),
+            ("failure_backoff_ms = -5", "`failure_backoff_ms`"),
+            ("failure_backoff_ms = 600001", "`failure_backoff_ms`"),
+            ("connect_timeout_ms = 600001", "`connect_timeout_ms`"),
+            ("command_timeout_ms = 0", "`command_timeout_ms`"),
+            ("redis_ca_file = 3", "`redis_ca_file`"),
+            ("redis_ca_file = \"\"", "`redis_ca_file`"),
+            (
+                "redis_url = \"redis://h\"\nredis_ca_file = \"ca.pem\"",
+                "`redis_ca_file`",
+            ),
+        ] {
+            assert!(err(text).contains(key), "{text}: {}", err(text));
+        }
+        // Built in code, the same ranges hold.
+        let c = Config {
+            redis_pool_size: 0,
+            ..Config::default()
+        };
+        assert!(c
+            .validate_fields()
+            .unwrap_err()
+            .to_string()
+            .contains("`redis_pool_size`"));
     }
 
     #[test]

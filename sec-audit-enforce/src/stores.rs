@@ -63,12 +63,20 @@ impl Stores {
     }
 }
 
-/// The Redis settings of a configuration.
+/// The Redis settings of a configuration (timeouts, pool size, failure
+/// back-off, TLS CA file). An async Redis connection should be opened from
+/// `redis_config(config).client()` so that it uses the same TLS settings.
 pub fn redis_config(config: &Config) -> RedisConfig {
-    RedisConfig::new(config.redis_url.trim())
+    let mut c = RedisConfig::new(config.redis_url.trim())
         .with_key_prefix(config.key_prefix.clone())
         .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .with_command_timeout(Duration::from_millis(config.command_timeout_ms))
+        .with_pool_size(config.redis_pool_size)
+        .with_failure_backoff(Duration::from_millis(config.failure_backoff_ms));
+    if let Some(ca) = &config.redis_ca_file {
+        c = c.with_tls_ca_file(ca.clone());
+    }
+    c
 }
 
 /// The Postgres settings of a configuration.
@@ -76,6 +84,8 @@ pub fn postgres_config(config: &Config) -> PostgresConfig {
     PostgresConfig::new(config.database_url.trim())
         .with_connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .with_statement_timeout(Duration::from_millis(config.command_timeout_ms))
+        .with_pool_size(config.postgres_pool_size)
+        .with_failure_backoff(Duration::from_millis(config.failure_backoff_ms))
 }
 
 /// The stores `config` names. Opens no connection.
@@ -108,4 +118,44 @@ pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, Str
         history: Arc::new(RedisHistory::new(&pool)),
         blocks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn connection_keys_reach_the_store_settings() {
+        let config = Config {
+            redis_url: "rediss://cache:6380".into(),
+            database_url: "postgres://u@db/x".into(),
+            connect_timeout_ms: 700,
+            command_timeout_ms: 300,
+            redis_pool_size: 5,
+            postgres_pool_size: 3,
+            failure_backoff_ms: 0,
+            redis_ca_file: Some(PathBuf::from("/etc/ca.pem")),
+            ..Config::default()
+        };
+        let r = redis_config(&config);
+        assert_eq!(r.pool_size, 5);
+        assert_eq!(r.connect_timeout, Duration::from_millis(700));
+        assert_eq!(r.command_timeout, Duration::from_millis(300));
+        assert_eq!(r.failure_backoff, Duration::ZERO);
+        assert_eq!(r.tls_ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        let p = postgres_config(&config);
+        assert_eq!(p.pool_size, 3);
+        assert_eq!(p.statement_timeout, Duration::from_millis(300));
+        assert_eq!(p.failure_backoff, Duration::ZERO);
+        let d = redis_config(&Config {
+            redis_url: "redis://h".into(),
+            ..Config::default()
+        });
+        assert_eq!(
+            (d.pool_size, d.failure_backoff),
+            (16, Duration::from_secs(1))
+        );
+        assert_eq!(d.tls_ca_file, None);
+    }
 }

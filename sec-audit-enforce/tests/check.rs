@@ -94,3 +94,45 @@ fn findings_print_as_one_line_each() {
     assert_eq!(f[0].to_string().lines().count(), 1);
     assert!(f[0].to_string().starts_with("W001 warning: "));
 }
+
+#[test]
+fn e001_for_a_redis_ca_file_that_does_not_hold_a_certificate() {
+    let dir = std::env::temp_dir().join(format!("sec-audit-check-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").expect("write");
+    for (file, reason) in [
+        (dir.join("missing.pem"), "not found"),
+        (junk.clone(), "no PEM certificate"),
+    ] {
+        let config = Config::from_toml_str(&format!(
+            "redis_url = \"rediss://cache:6380\"\nredis_ca_file = \"{}\"",
+            file.display()
+        ))
+        .expect("parses: the file is read by check, not by parsing");
+        let f = check(&config);
+        assert!(
+            f.iter().any(|f| f.id == "E001"
+                && f.level == Level::Error
+                && f.message.contains("`redis_ca_file`")
+                && f.message.contains(reason)),
+            "{f:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_relative_redis_ca_file_is_relative_to_the_configuration_file() {
+    let dir = std::env::temp_dir().join(format!("sec-audit-check-rel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("c.toml");
+    std::fs::write(
+        &path,
+        "redis_url = \"rediss://cache:6380\"\nredis_ca_file = \"certs/ca.pem\"\n",
+    )
+    .expect("write");
+    let config = Config::from_file(&path).expect("loads");
+    assert_eq!(config.redis_ca_file, Some(dir.join("certs/ca.pem")));
+    let _ = std::fs::remove_dir_all(&dir);
+}

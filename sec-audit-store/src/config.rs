@@ -4,17 +4,27 @@
 //! connect lazily, on their first command, so configuration validation and
 //! `check` work while the servers are down.
 
+use std::path::{Path, PathBuf};
+use std::sync::Once;
 use std::time::Duration;
 
+use redis::{ConnectionAddr, IntoConnectionInfo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
 use crate::block::StoreError;
+
+/// Upper bound on a `tls_ca_file` (a CA bundle is a few hundred kB at most).
+pub const MAX_CA_FILE_BYTES: u64 = 4 << 20;
 
 /// The default Redis key namespace.
 pub const DEFAULT_KEY_PREFIX: &str = "sec_audit";
 
-/// Redis connection settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Redis connection settings. `Debug` masks the URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host[:port][/db]` (or `redis+unix://`).
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS) or
+    /// `redis+unix://…`.
     pub url: String,
     /// Every key this crate writes starts with `{key_prefix}:`.
     pub key_prefix: String,
@@ -28,11 +38,80 @@ pub struct RedisConfig {
     /// After a failed connect, calls fail at once for this long instead of
     /// each waiting `connect_timeout` (zero: never fail fast).
     pub failure_backoff: Duration,
+    /// `rediss://` only: a PEM file of the CA certificate(s) that signed the
+    /// server's certificate (a private CA). When set, only these are
+    /// trusted; when unset, the Mozilla root store compiled in
+    /// (`webpki-roots`), the same on every host.
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// `url` with the password masked (`scheme://user:***@host…`, and any
+/// `password=…` parameter), for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let start = scheme_end + 3;
+        let end = out[start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..end].rfind('@') {
+            if let Some(colon) = out[start..start + at].find(':') {
+                out.replace_range(start + colon + 1..start + at, "***");
+            }
+        }
+    }
+    let mut from = 0;
+    while let Some(i) = out[from..].find("password=") {
+        let begin = from + i + "password=".len();
+        let end = out[begin..]
+            .find(['&', ' '])
+            .map_or(out.len(), |j| begin + j);
+        out.replace_range(begin..end, "***");
+        from = begin + 3;
+    }
+    out
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("failure_backoff", &self.failure_backoff)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &redact_url(&self.url))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("search_path", &self.search_path)
+            .field("failure_backoff", &self.failure_backoff)
+            .finish()
+    }
+}
+
+/// Installs rustls' process-wide crypto provider (ring) once. The redis
+/// crate's rustls enables none itself.
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Err only when another provider is already installed: it is used.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 impl RedisConfig {
     /// Defaults: prefix `sec_audit`, connect timeout 1 s, command timeout
-    /// 1 s, 16 connections, failure back-off 1 s.
+    /// 1 s, 16 connections, failure back-off 1 s, no private CA.
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
@@ -41,6 +120,73 @@ impl RedisConfig {
             command_timeout: Duration::from_secs(1),
             pool_size: 16,
             failure_backoff: Duration::from_secs(1),
+            tls_ca_file: None,
+        }
+    }
+
+    /// Trust only the CA certificate(s) in this PEM file (`rediss://`).
+    pub fn with_tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca_file = Some(path.into());
+        self
+    }
+
+    /// Whether the URL asks for TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        matches!(
+            self.url
+                .as_str()
+                .into_connection_info()
+                .map(|i| i.addr().clone()),
+            Ok(ConnectionAddr::TcpTls { .. })
+        )
+    }
+
+    /// The `redis::Client` for these settings, TLS included (`rediss://`
+    /// with rustls, the private CA of `tls_ca_file`). Opens no connection
+    /// (it reads `tls_ca_file`). The blocking pool uses it; an async
+    /// connection (the redis crate's `tokio-rustls-comp`) can be opened from
+    /// the same client and then verifies the server the same way.
+    ///
+    /// Errors never contain the URL (it may hold a password).
+    pub fn client(&self) -> Result<redis::Client, StoreError> {
+        let info = self
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
+        let tls = match info.addr() {
+            ConnectionAddr::TcpTls { insecure: true, .. } => {
+                return Err(StoreError::Invalid(
+                    "redis url: `#insecure` (TLS without certificate verification) is not supported; trust a private CA with tls_ca_file".into(),
+                ))
+            }
+            ConnectionAddr::TcpTls { .. } => true,
+            _ => false,
+        };
+        if tls {
+            install_crypto_provider();
+        }
+        match (&self.tls_ca_file, tls) {
+            (None, _) => redis::Client::open(info)
+                .map_err(|e| StoreError::Invalid(format!("redis url: {e}"))),
+            (Some(_), false) => Err(StoreError::Invalid(
+                "redis tls_ca_file is set but the url is not rediss:// (TLS)".into(),
+            )),
+            (Some(path), true) => {
+                let pem = read_ca_file(path).map_err(|reason| {
+                    StoreError::Invalid(format!("redis tls_ca_file {}: {reason}", path.display()))
+                })?;
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+                .map_err(|e| {
+                    StoreError::Invalid(format!("redis tls_ca_file {}: {e}", path.display()))
+                })
+            }
         }
     }
 
@@ -82,14 +228,41 @@ impl RedisConfig {
             self.pool_size,
             "redis",
         )?;
-        redis::Client::open(self.url.as_str())
-            .map(|_| ())
-            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))
+        self.client().map(|_| ())
     }
 }
 
-/// Postgres connection settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Reads a PEM CA file, bounded in size ([`MAX_CA_FILE_BYTES`]), holding
+/// at least one certificate. The error is the reason, without the path.
+fn read_ca_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.kind().to_string())?;
+    let mut pem = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| e.kind().to_string())?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(format!("larger than {MAX_CA_FILE_BYTES} bytes"));
+    }
+    let mut certs = 0usize;
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        cert.map_err(|e| format!("not a PEM certificate file ({e})"))?;
+        certs += 1;
+    }
+    if certs == 0 {
+        return Err("holds no PEM certificate".into());
+    }
+    Ok(pem)
+}
+
+/// Checks a `tls_ca_file` without connecting: readable, bounded, at least
+/// one PEM certificate. The error is the reason (without the path).
+pub fn check_tls_ca_file(path: &Path) -> Result<(), String> {
+    read_ca_file(path).map(|_| ())
+}
+
+/// Postgres connection settings. `Debug` masks the URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
     /// A libpq connection string: `postgres://user@host:port/db?…` or
     /// `host=… dbname=…`. `connect_timeout` and `tcp_user_timeout` are added
@@ -257,6 +430,28 @@ mod tests {
             .with_search_path("a\"b")
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn debug_output_masks_passwords() {
+        assert_eq!(
+            redact_url("rediss://:s3cret@h:6380/0"),
+            "rediss://:***@h:6380/0"
+        );
+        assert_eq!(redact_url("redis://app:s3cret@h"), "redis://app:***@h");
+        assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+        assert_eq!(
+            redact_url("host=db password=pw dbname=x"),
+            "host=db password=*** dbname=x"
+        );
+        assert_eq!(
+            redact_url("postgres://u@db/x?password=pw&sslmode=require"),
+            "postgres://u@db/x?password=***&sslmode=require"
+        );
+        let r = format!("{:?}", RedisConfig::new("rediss://u:s3cret@h:6380"));
+        assert!(!r.contains("s3cret") && r.contains("u:***@h"), "{r}");
+        let p = format!("{:?}", PostgresConfig::new("postgres://u:s3cret@db/x"));
+        assert!(!p.contains("s3cret"), "{p}");
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub mod stats;
 pub mod tiered;
 
 pub use block::{BlockEntry, BlockStore, NewBlock, StoreError};
-pub use config::{PostgresConfig, RedisConfig, TieredOptions, DEFAULT_KEY_PREFIX};
+pub use config::{
+    check_tls_ca_file, redact_url, PostgresConfig, RedisConfig, TieredOptions, DEFAULT_KEY_PREFIX,
+};
 pub use memory::MemoryBlockStore;
 pub use postgres::{PostgresBlockStore, MIGRATIONS};
 pub use redis_block::RedisBlockStore;

@@ -9,6 +9,12 @@
 //!   connection), every connection opened before is marked stale, and the
 //!   command is retried once on a fresh connection: a restarted server is
 //!   used again at once, without a failed request per stale connection.
+//! - A `READONLY` reply (the connection reaches a replica: after a failover
+//!   the old primary was demoted, and the endpoint now names the new one) is
+//!   handled the same way: the connection is dropped, older ones are marked
+//!   stale, and the command is retried once on a fresh connection. The
+//!   server refused the write, so the retry cannot apply it twice.
+//! - `rediss://` connects over TLS (rustls); see [`RedisConfig::client`].
 //! - Checkout validation does no I/O (no PING), so a command costs exactly
 //!   one round trip.
 
@@ -164,8 +170,7 @@ impl RedisPool {
     /// Builds the pool without connecting. Fails only on invalid settings.
     pub fn new(config: &RedisConfig) -> Result<RedisPool, StoreError> {
         config.validate()?;
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
+        let client = config.client()?;
         let generation = Arc::new(AtomicU64::new(0));
         let manager = Manager {
             client,
@@ -278,6 +283,19 @@ impl RedisPool {
                         tracing::debug!(error = %e, "redis: pooled connection was dead, retrying on a fresh one");
                         continue;
                     }
+                    if is_read_only(&e) {
+                        // The server behind this connection is a replica now
+                        // (failover): no pooled connection opened before is
+                        // worth keeping.
+                        c.poisoned = true;
+                        self.shared.generation.fetch_add(1, Ordering::AcqRel);
+                        if attempt == 1 {
+                            tracing::debug!(
+                                "redis: READONLY reply (failover?), retrying on a fresh connection"
+                            );
+                            continue;
+                        }
+                    }
                     return Err(Failure::Redis(e));
                 }
             }
@@ -344,6 +362,16 @@ impl RedisPool {
             cursor = next;
         }
     }
+}
+
+/// A `READONLY` error reply: the connection reaches a read-only replica.
+/// Inside a script the reply keeps the code (Redis 7) or carries it after
+/// the script error prefix (older servers).
+fn is_read_only(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+        || e.code() == Some("READONLY")
+        || e.detail()
+            .is_some_and(|d| d.contains("READONLY You can't write"))
 }
 
 /// Escapes glob metacharacters for SCAN MATCH.

@@ -28,6 +28,7 @@ pub fn cmd() -> Command {
     let mut c = Command::new(BIN);
     c.env_remove("SEC_AUDIT_REDIS_URL")
         .env_remove("DATABASE_URL")
+        .env_remove("SEC_AUDIT_REDIS_CA_FILE")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     c
