@@ -91,7 +91,11 @@ fn tiers(e: &(TestRedis, TestSchema), probe: &TieredBlockStore, scope: &ScopeKey
 
 fn assert_agree(t: &Tiers, round: usize) {
     let active = t.rows.iter().filter(|r| r.revoked_at.is_none()).count();
-    assert!(active <= 1, "round {round}: {active} active rows: {:?}", t.rows);
+    assert!(
+        active <= 1,
+        "round {round}: {active} active rows: {:?}",
+        t.rows
+    );
     for r in &t.rows {
         if let Some(rev) = r.revoked_at {
             assert!(
@@ -186,7 +190,9 @@ fn racing_bans_and_revocations_of_one_scope_leave_the_tiers_equal() {
         // The latest operation wins: a last ban, alone, is what every tier
         // holds; a last revocation leaves nothing.
         let last = format!("last-r{round}");
-        stores[round % WRITERS].block(&ban(&last)).expect("last ban");
+        stores[round % WRITERS]
+            .block(&ban(&last))
+            .expect("last ban");
         let t = tiers(&e, &probe, &scope);
         assert_agree(&t, round);
         assert_eq!(
@@ -196,12 +202,56 @@ fn racing_bans_and_revocations_of_one_scope_leave_the_tiers_equal() {
         let hit = probe.first_active(&[scope.clone()]).expect("lookup");
         assert_eq!(hit.map(|h| h.metadata["actor"].clone()), Some(json!(last)));
         if round % 2 == 1 {
-            stores[0].unblock(&scope, "last", "test").expect("last revoke");
+            stores[0]
+                .unblock(&scope, "last", "test")
+                .expect("last revoke");
             let t = tiers(&e, &probe, &scope);
             assert_agree(&t, round);
             assert!(t.row.is_none());
-            assert!(probe.first_active(&[scope.clone()]).expect("lookup").is_none());
+            assert!(probe
+                .first_active(&[scope.clone()])
+                .expect("lookup")
+                .is_none());
         }
     }
     e.0.assert_all_keys_have_ttl();
+}
+
+#[test]
+fn a_failed_write_through_leaves_neither_tier_with_the_change() {
+    let redis = TestRedis::new("tiered_rollback");
+    let schema = TestSchema::new("tiered_rollback");
+    let pg = PostgresBlockStore::new(&schema.config(), clock()).expect("pg config");
+    pg.run_migrations().expect("migrations");
+    let live = TieredBlockStore::new(&redis.pool, pg.clone(), clock(), TieredOptions::default());
+    // Same Postgres, but a Redis nobody listens on.
+    let closed = RedisPool::new(
+        &sec_audit_store::RedisConfig::new("redis://127.0.0.1:1")
+            .with_key_prefix(redis.prefix.clone())
+            .with_connect_timeout(std::time::Duration::from_millis(300)),
+    )
+    .expect("redis config");
+    let dead = TieredBlockStore::new(&closed, pg.clone(), clock(), TieredOptions::default());
+    let scope = ScopeKey::new("user", "target");
+
+    let err = dead.block(&ban("nobody")).expect_err("redis is down");
+    assert_eq!(err.kind(), "redis_error");
+    assert!(
+        pg.get_active(&scope).expect("read").is_none(),
+        "the ban was rolled back: Postgres does not hold it either"
+    );
+
+    live.block(&ban("alice")).expect("ban");
+    let err = dead
+        .unblock(&scope, "try", "test")
+        .expect_err("redis is down");
+    assert_eq!(err.kind(), "redis_error");
+    let row = pg.get_active(&scope).expect("read").expect("still banned");
+    assert_eq!(row.metadata["actor"], json!("alice"));
+    assert!(live
+        .first_active(&[scope.clone()])
+        .expect("lookup")
+        .is_some());
+    let _ = &schema;
+    redis.assert_all_keys_have_ttl();
 }
