@@ -228,11 +228,7 @@ impl Counters for RedisCounters {
         // from now".
         let now = self.clock.now();
         let keys = [self.redis_key(key)];
-        let args = [
-            ttl_secs.to_string(),
-            num(now),
-            num(now + ttl_secs as f64),
-        ];
+        let args = [ttl_secs.to_string(), num(now), num(now + ttl_secs as f64)];
         if let Err(e) = self.pool.eval::<i64>(&EXPIRE, &keys, &args) {
             degraded("expire", &e);
         }

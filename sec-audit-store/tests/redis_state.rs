@@ -54,7 +54,14 @@ fn counter_incr_is_one_atomic_script_with_a_fixed_window_ttl() {
 
     // A key that somehow lacks a TTL is repaired by the next incr.
     let bare = c.redis_key("bare");
-    let _: () = r.cmd(redis::cmd("HSET").arg(&bare).arg("v").arg(7).arg("x").arg(""));
+    let _: () = r.cmd(
+        redis::cmd("HSET")
+            .arg(&bare)
+            .arg("v")
+            .arg(7)
+            .arg("x")
+            .arg(""),
+    );
     assert_eq!(r.ttl(&bare), -1);
     assert_eq!(c.incr("bare", 1, Some(60)), 8);
     assert!(r.ttl(&bare) > 0);
