@@ -147,8 +147,8 @@ pub(crate) fn warm_step(
     now: f64,
     from: usize,
 ) -> WarmStep {
-    for i in from..cached.len() {
-        if cached[i].as_ref().is_some_and(|e| e.is_active(now)) {
+    for (i, entry) in cached.iter().enumerate().skip(from) {
+        if entry.as_ref().is_some_and(|e| e.is_active(now)) {
             return WarmStep::Hit(i);
         }
         if members.get(i).copied().unwrap_or(false) {

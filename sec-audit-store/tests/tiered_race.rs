@@ -108,6 +108,12 @@ fn assert_agree(t: &Tiers, round: usize) {
     }
     match &t.row {
         Some(row) => {
+            let audit = t.rows.iter().find(|r| r.revoked_at.is_none());
+            assert_eq!(
+                audit.map(|r| json!(r.actor)),
+                Some(row.metadata["actor"].clone()),
+                "round {round}: the active audit row is the row read"
+            );
             assert!(
                 t.member,
                 "round {round}: active row without mirror member: {row:?}"
@@ -199,7 +205,9 @@ fn racing_bans_and_revocations_of_one_scope_leave_the_tiers_equal() {
             t.row.as_ref().map(|r| r.metadata["actor"].clone()),
             Some(json!(last))
         );
-        let hit = probe.first_active(&[scope.clone()]).expect("lookup");
+        let hit = probe
+            .first_active(std::slice::from_ref(&scope))
+            .expect("lookup");
         assert_eq!(hit.map(|h| h.metadata["actor"].clone()), Some(json!(last)));
         if round % 2 == 1 {
             stores[0]
@@ -209,7 +217,7 @@ fn racing_bans_and_revocations_of_one_scope_leave_the_tiers_equal() {
             assert_agree(&t, round);
             assert!(t.row.is_none());
             assert!(probe
-                .first_active(&[scope.clone()])
+                .first_active(std::slice::from_ref(&scope))
                 .expect("lookup")
                 .is_none());
         }
@@ -249,7 +257,7 @@ fn a_failed_write_through_leaves_neither_tier_with_the_change() {
     let row = pg.get_active(&scope).expect("read").expect("still banned");
     assert_eq!(row.metadata["actor"], json!("alice"));
     assert!(live
-        .first_active(&[scope.clone()])
+        .first_active(std::slice::from_ref(&scope))
         .expect("lookup")
         .is_some());
     let _ = &schema;
