@@ -530,3 +530,70 @@ impl BlockStore for TieredBlockStore {
         self.redis.active_temp_blocks(scope_type)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    fn entry(expires_at: Option<f64>) -> Option<BlockEntry> {
+        Some(BlockEntry {
+            scope_type: "user".into(),
+            scope_value: "u".into(),
+            reason: String::new(),
+            rule_name: String::new(),
+            status_code: 429,
+            message: String::new(),
+            created_at: 0.0,
+            expires_at,
+            revoked_at: None,
+            metadata: Map::new(),
+        })
+    }
+
+    #[test]
+    fn warm_steps_follow_candidate_order() {
+        let cached = [None, entry(Some(5.0)), entry(None)];
+        // An expired temp entry on a member: ask Postgres about it first.
+        assert_eq!(
+            warm_step(&cached, &[false, true, false], 10.0, 0),
+            WarmStep::AskPostgres(1)
+        );
+        // Not active in Postgres: continue after it, to the cached ban.
+        assert_eq!(
+            warm_step(&cached, &[false, true, false], 10.0, 2),
+            WarmStep::Hit(2)
+        );
+        assert_eq!(
+            warm_step(&cached, &[false, false, false], 1.0, 0),
+            WarmStep::Hit(1)
+        );
+        assert_eq!(
+            warm_step(&[None, None], &[false, false], 1.0, 0),
+            WarmStep::Clean
+        );
+        assert_eq!(
+            warm_step(&[None, None], &[false, true], 1.0, 0),
+            WarmStep::AskPostgres(1)
+        );
+    }
+
+    #[test]
+    fn cold_plans_ask_postgres_only_before_the_first_active_entry() {
+        let cached = [None, entry(Some(5.0)), entry(None), None];
+        assert_eq!(
+            cold_plan(&cached, 10.0),
+            ColdPlan {
+                upto: 2,
+                first_cached: Some(2)
+            }
+        );
+        assert_eq!(
+            cold_plan(&[None, None], 0.0),
+            ColdPlan {
+                upto: 2,
+                first_cached: None
+            }
+        );
+    }
+}
