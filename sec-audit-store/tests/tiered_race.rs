@@ -263,3 +263,68 @@ fn a_failed_write_through_leaves_neither_tier_with_the_change() {
     let _ = &schema;
     redis.assert_all_keys_have_ttl();
 }
+
+/// A change whose COMMIT fails after its write-through ran (a deferred
+/// constraint trigger raises at COMMIT) is repaired: Redis ends up saying
+/// what Postgres says.
+#[test]
+fn a_failed_commit_after_the_write_through_is_repaired() {
+    use diesel::connection::SimpleConnection;
+    let redis = TestRedis::new("tiered_commit");
+    let schema = TestSchema::new("tiered_commit");
+    let pg = PostgresBlockStore::new(&schema.config(), clock()).expect("pg config");
+    pg.run_migrations().expect("migrations");
+    schema
+        .conn()
+        .batch_execute(
+            "CREATE FUNCTION refuse_commit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$; \
+             CREATE CONSTRAINT TRIGGER refuse_doomed AFTER INSERT OR UPDATE ON permanent_blocks \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW \
+             WHEN (NEW.scope_value = 'doomed' OR (NEW.scope_value = 'kept' AND NEW.revoked_at IS NOT NULL)) \
+             EXECUTE FUNCTION refuse_commit();",
+        )
+        .expect("trigger");
+    let store = TieredBlockStore::new(&redis.pool, pg.clone(), clock(), TieredOptions::default());
+    store.rebuild_mirror().expect("warm mirror");
+    let entry_of = |scope: &ScopeKey| -> Option<String> {
+        redis.cmd(redis::cmd("GET").arg(store.redis().block_key(scope)))
+    };
+    let member = |scope: &ScopeKey| -> bool {
+        redis.cmd::<i64>(
+            redis::cmd("SISMEMBER")
+                .arg(store.mirror_key())
+                .arg(scope.as_str()),
+        ) == 1
+    };
+
+    // A ban that does not commit leaves no cache entry and no member.
+    let doomed = ScopeKey::new("user", "doomed");
+    let mut b = ban("alice");
+    b.scope = doomed.clone();
+    let err = store.block(&b).expect_err("commit refused");
+    assert_eq!(err.kind(), "postgres_error");
+    assert!(pg.get_active(&doomed).expect("read").is_none());
+    assert!(entry_of(&doomed).is_none(), "repaired: no cached entry");
+    assert!(!member(&doomed), "repaired: no member");
+    assert!(store
+        .first_active(std::slice::from_ref(&doomed))
+        .expect("lookup")
+        .is_none());
+
+    // A revocation that does not commit leaves the ban cached and a member.
+    let kept = ScopeKey::new("user", "kept");
+    let mut b = ban("bob");
+    b.scope = kept.clone();
+    store.block(&b).expect("ban");
+    let err = store
+        .unblock(&kept, "try", "test")
+        .expect_err("commit refused");
+    assert_eq!(err.kind(), "postgres_error");
+    let row = pg.get_active(&kept).expect("read").expect("still banned");
+    let cached: BlockEntry =
+        serde_json::from_str(&entry_of(&kept).expect("repaired: cached again")).expect("entry");
+    assert_eq!(cached, row);
+    assert!(member(&kept), "repaired: member again");
+    redis.assert_all_keys_have_ttl();
+}
