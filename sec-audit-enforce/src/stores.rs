@@ -98,6 +98,9 @@ pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, Str
         return Ok(Stores::memory(clock));
     }
     let pool = RedisPool::new(&redis_config(config)).map_err(|e| format!("redis_url: {e}"))?;
+    // Counter windows and block expiry follow the runtime's clock (the
+    // log's, in a replay); key TTLs are only a wall-clock safety bound.
+    let counters = Arc::new(RedisCounters::new(&pool).with_clock(Arc::clone(&clock)));
     let blocks: Arc<dyn BlockStore> = if kind == StoreKind::Tiered {
         let pg = PostgresBlockStore::new(&postgres_config(config), Arc::clone(&clock))
             .map_err(|e| format!("database_url: {e}"))?;
@@ -114,7 +117,7 @@ pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, Str
         Arc::new(RedisBlockStore::new(&pool, clock, REDIS_ONLY_PERMANENT_TTL))
     };
     Ok(Stores {
-        counters: Arc::new(RedisCounters::new(&pool)),
+        counters,
         history: Arc::new(RedisHistory::new(&pool)),
         blocks,
     })

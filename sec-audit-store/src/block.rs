@@ -107,18 +107,15 @@ impl NewBlock {
         }
     }
 
-    /// Checks what every store requires.
+    /// Checks what every store requires ([`crate::limits::normalize`]).
     pub fn validate(&self) -> Result<(), StoreError> {
-        if self.scope.scope().is_empty() || self.scope.value().is_empty() {
-            return Err(StoreError::Invalid("empty scope type or value".into()));
-        }
-        if self.ttl == Some(0) {
-            return Err(StoreError::Invalid("ttl must be > 0".into()));
-        }
-        if !(100..=599).contains(&self.status_code) {
-            return Err(StoreError::Invalid("status code outside 100-599".into()));
-        }
-        Ok(())
+        crate::limits::normalize(self).map(|_| ())
+    }
+
+    /// This request as every store writes it: refused when it cannot be
+    /// stored, texts bounded ([`crate::limits`]).
+    pub fn normalized(&self) -> Result<std::borrow::Cow<'_, NewBlock>, StoreError> {
+        crate::limits::normalize(self)
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod block;
 pub mod config;
 mod failfast;
+pub mod limits;
 pub mod memory;
 pub mod postgres;
 pub mod redis_block;

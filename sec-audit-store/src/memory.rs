@@ -50,7 +50,7 @@ impl MemoryBlockStore {
 
 impl BlockStore for MemoryBlockStore {
     fn block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
-        new.validate()?;
+        let new = new.normalized()?;
         let now = self.clock.now();
         let entry = new.entry(now);
         let mut map = self.entries.write();
@@ -69,6 +69,7 @@ impl BlockStore for MemoryBlockStore {
         _reason: &str,
         _revoked_by: &str,
     ) -> Result<usize, StoreError> {
+        crate::limits::check_scope(scope.scope(), scope.value())?;
         let now = self.clock.now();
         Ok(match self.entries.write().remove(scope.as_str()) {
             Some(e) if e.is_active(now) => 1,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{Array, BigInt, Double, Jsonb, Nullable, SmallInt, Text};
+use diesel::sql_types::{Array, BigInt, Double, Integer, Jsonb, Nullable, SmallInt, Text};
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use sec_audit_core::Clock;
@@ -28,6 +28,7 @@ use serde_json::{Map, Value};
 use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError};
 use crate::config::PostgresConfig;
 use crate::failfast::FailFast;
+use crate::limits::{self, MAX_REASON_CHARS, MAX_REVOKED_BY_CHARS};
 use crate::stats::{Counters, StoreStats};
 
 /// The crate's migrations, embedded in the binary.
@@ -36,11 +37,10 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// Key of the advisory lock that serializes concurrent migration runs.
 const MIGRATION_LOCK: i64 = 0x5EC_A0D1_7000;
 
-/// Column limits of `permanent_blocks`, in characters.
-const MAX_SCOPE_TYPE: usize = 32;
-const MAX_SCOPE_VALUE: usize = 255;
-const MAX_TEXT: usize = 255;
-const MAX_NAME: usize = 128;
+/// Class of the per-scope advisory locks that serialize every change of a
+/// scope (`pg_advisory_xact_lock(class, hashtext(scope key))`). The
+/// two-key form is a key space of its own, apart from the migration lock.
+const SCOPE_LOCK_CLASS: i32 = 0x5EC_A0D1;
 
 #[derive(Debug)]
 struct ManagerError(String);
@@ -98,6 +98,8 @@ impl r2d2::ManageConnection for Manager {
 enum Failure {
     Diesel(DieselError),
     Other(String),
+    /// The write-through inside a serialized change failed.
+    Store(StoreError),
 }
 
 impl From<DieselError> for Failure {
@@ -146,6 +148,7 @@ impl Failure {
                 }
             }
             Failure::Other(msg) => StoreError::Postgres(msg),
+            Failure::Store(e) => e,
         }
     }
 }
@@ -216,10 +219,31 @@ const COLS: &str = "scope_type, scope_value, reason, rule_name, status_code, mes
 /// Active = not revoked and not past a (normally absent) `expires_at`.
 const ACTIVE: &str = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > to_timestamp($1))";
 
-fn truncate(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        Some((i, _)) => s[..i].to_string(),
-        None => s.to_string(),
+/// Takes the advisory lock of `scope` until the end of the transaction.
+fn lock_scope(conn: &mut PgConnection, scope: &ScopeKey) -> Result<(), Failure> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind::<Integer, _>(SCOPE_LOCK_CLASS)
+        .bind::<Text, _>(scope.as_str())
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A serialized change that failed: the error, and whether its Redis
+/// write-through had been attempted (then Redis may hold a change Postgres
+/// did not commit — the write-through ran but COMMIT failed, or its reply
+/// was lost — and the caller must repair it).
+#[derive(Debug)]
+pub(crate) struct LockedFailure {
+    pub(crate) error: StoreError,
+    pub(crate) attempted: bool,
+}
+
+impl From<StoreError> for LockedFailure {
+    fn from(error: StoreError) -> Self {
+        LockedFailure {
+            error,
+            attempted: false,
+        }
     }
 }
 
@@ -319,9 +343,13 @@ impl PostgresBlockStore {
                 Ok(v) => return Ok(v),
                 Err(failure) => {
                     let lost = failure.connection_lost();
-                    // Whatever went wrong, do not hand this connection out
-                    // again: it may be broken or mid-transaction.
-                    c.poisoned = true;
+                    // Whatever went wrong in Postgres, do not hand this
+                    // connection out again: it may be broken or
+                    // mid-transaction. A failed write-through (Redis) was
+                    // rolled back cleanly.
+                    if !matches!(failure, Failure::Store(_)) {
+                        c.poisoned = true;
+                    }
                     if lost && attempt == 1 {
                         self.generation.fetch_add(1, Ordering::AcqRel);
                         tracing::debug!(
@@ -411,34 +439,56 @@ impl PostgresBlockStore {
     }
 }
 
-impl BlockStore for PostgresBlockStore {
-    /// Permanent blocks only: a block with a TTL is refused.
-    fn block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
-        new.validate()?;
+impl PostgresBlockStore {
+    /// Runs `change` and then `through` (the Redis write-through) in one
+    /// transaction holding the scope's advisory lock, so that changes of one
+    /// scope — from any process — reach Postgres and Redis in the same
+    /// order. `through` runs before COMMIT: when it fails, the change is
+    /// rolled back. Whenever `through` was attempted and the whole fails
+    /// (COMMIT failed, or `through`'s reply was lost), the failure says
+    /// `attempted` and the caller repairs Redis.
+    fn serialized<T, R>(
+        &self,
+        scope: &ScopeKey,
+        queries: u64,
+        change: impl Fn(&mut PgConnection, f64) -> Result<T, Failure>,
+        through: impl Fn(&T) -> Result<R, StoreError>,
+    ) -> Result<(T, R), LockedFailure> {
+        let attempted = std::cell::Cell::new(false);
+        self.with_conn(queries, |conn| {
+            conn.transaction::<_, Failure, _>(|conn| {
+                lock_scope(conn, scope)?;
+                // The clock is read under the lock: the holder after us
+                // reads a later time (on this host).
+                let t = change(conn, self.clock.now())?;
+                attempted.set(true);
+                let r = through(&t).map_err(Failure::Store)?;
+                Ok((t, r))
+            })
+        })
+        .map_err(|error| LockedFailure {
+            error,
+            attempted: attempted.get(),
+        })
+    }
+
+    /// A permanent ban, serialized per scope, with `through` (the Redis
+    /// write-through) run before COMMIT (see [`Self::serialized`]). A
+    /// re-ban replaces the active row's fields, `created_at` included.
+    pub(crate) fn block_serialized<R>(
+        &self,
+        new: &NewBlock,
+        through: impl Fn(&BlockEntry) -> Result<R, StoreError>,
+    ) -> Result<(BlockEntry, R), LockedFailure> {
+        let new = new.normalized()?;
         if new.ttl.is_some() {
-            return Err(StoreError::Invalid(
-                "postgres stores permanent blocks only".into(),
-            ));
+            return Err(StoreError::Invalid("postgres stores permanent blocks only".into()).into());
         }
-        let (scope_type, scope_value) = (new.scope.scope(), new.scope.value());
-        if scope_type.chars().count() > MAX_SCOPE_TYPE
-            || scope_value.chars().count() > MAX_SCOPE_VALUE
-        {
-            return Err(StoreError::Invalid(format!(
-                "scope type longer than {MAX_SCOPE_TYPE} or value longer than {MAX_SCOPE_VALUE} characters"
-            )));
-        }
-        let now = self.clock.now();
         let metadata = Value::Object(new.metadata.clone());
-        let (reason, rule_name, message) = (
-            truncate(&new.reason, MAX_TEXT),
-            truncate(&new.rule_name, MAX_NAME),
-            truncate(&new.message, MAX_TEXT),
-        );
         let status = i16::try_from(new.status_code)
             .map_err(|_| StoreError::Invalid("status code".into()))?;
-        let row: Row = self.with_conn(1, |conn| {
-            Ok(diesel::sql_query(format!(
+        let upsert = |conn: &mut PgConnection, now: f64| -> Result<BlockEntry, Failure> {
+            let row: Row = diesel::sql_query(format!(
                 "INSERT INTO permanent_blocks \
                    (scope_type, scope_value, reason, rule_name, status_code, message, metadata, created_at, expires_at) \
                  VALUES ($2, $3, $4, $5, $6, $7, $8, to_timestamp($1), NULL) \
@@ -449,16 +499,80 @@ impl BlockStore for PostgresBlockStore {
                  RETURNING {COLS}"
             ))
             .bind::<Double, _>(now)
-            .bind::<Text, _>(scope_type)
-            .bind::<Text, _>(scope_value)
-            .bind::<Text, _>(&reason)
-            .bind::<Text, _>(&rule_name)
+            .bind::<Text, _>(new.scope.scope())
+            .bind::<Text, _>(new.scope.value())
+            .bind::<Text, _>(&new.reason)
+            .bind::<Text, _>(&new.rule_name)
             .bind::<SmallInt, _>(status)
-            .bind::<Text, _>(&message)
+            .bind::<Text, _>(&new.message)
             .bind::<Jsonb, _>(&metadata)
-            .get_result(conn)?)
-        })?;
-        Ok(row.into_entry())
+            .get_result(conn)?;
+            Ok(row.into_entry())
+        };
+        // BEGIN, lock, upsert, COMMIT.
+        self.serialized(&new.scope, 4, upsert, through)
+    }
+
+    /// Soft-revokes the scope's active row, serialized per scope, with
+    /// `through` run before COMMIT (see [`Self::serialized`]). `revoked_at`
+    /// is never earlier than the row's `created_at`, whatever the clocks of
+    /// the processes involved.
+    pub(crate) fn unblock_serialized<R>(
+        &self,
+        scope: &ScopeKey,
+        reason: &str,
+        revoked_by: &str,
+        through: impl Fn(&usize) -> Result<R, StoreError>,
+    ) -> Result<(usize, R), LockedFailure> {
+        limits::check_scope(scope.scope(), scope.value())?;
+        let reason = limits::bounded_text(reason, MAX_REASON_CHARS);
+        let revoked_by = limits::bounded_text(revoked_by, MAX_REVOKED_BY_CHARS);
+        let revoke = |conn: &mut PgConnection, now: f64| -> Result<usize, Failure> {
+            Ok(diesel::sql_query(
+                "UPDATE permanent_blocks SET revoked_at = GREATEST(to_timestamp($1), created_at), \
+                   revoked_by = $4, revoked_reason = $5 \
+                 WHERE scope_type = $2 AND scope_value = $3 AND revoked_at IS NULL",
+            )
+            .bind::<Double, _>(now)
+            .bind::<Text, _>(scope.scope())
+            .bind::<Text, _>(scope.value())
+            .bind::<Text, _>(&*revoked_by)
+            .bind::<Text, _>(&*reason)
+            .execute(conn)?)
+        };
+        self.serialized(scope, 4, revoke, through)
+    }
+
+    /// Reads the scope's active row under its advisory lock and hands it to
+    /// `through` before the lock is released: for repairing Redis after a
+    /// failed change, with no change of the scope able to interleave.
+    pub(crate) fn read_serialized<R>(
+        &self,
+        scope: &ScopeKey,
+        through: impl Fn(&Option<BlockEntry>) -> Result<R, StoreError>,
+    ) -> Result<(Option<BlockEntry>, R), LockedFailure> {
+        limits::check_scope(scope.scope(), scope.value())?;
+        let read = |conn: &mut PgConnection, now: f64| -> Result<Option<BlockEntry>, Failure> {
+            let rows: Vec<Row> = diesel::sql_query(format!(
+                "SELECT {COLS} FROM permanent_blocks WHERE {ACTIVE} AND scope_type = $2 AND scope_value = $3"
+            ))
+            .bind::<Double, _>(now)
+            .bind::<Text, _>(scope.scope())
+            .bind::<Text, _>(scope.value())
+            .load(conn)?;
+            Ok(rows.into_iter().next().map(Row::into_entry))
+        };
+        self.serialized(scope, 4, read, through)
+    }
+}
+
+impl BlockStore for PostgresBlockStore {
+    /// Permanent blocks only: a block with a TTL is refused. Serialized per
+    /// scope with the other changes of that scope (an advisory lock).
+    fn block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
+        self.block_serialized(new, |_| Ok(()))
+            .map(|(e, ())| e)
+            .map_err(|f| f.error)
     }
 
     /// Soft-revokes the active row; returns 1 when one was revoked.
@@ -468,20 +582,9 @@ impl BlockStore for PostgresBlockStore {
         reason: &str,
         revoked_by: &str,
     ) -> Result<usize, StoreError> {
-        let now = self.clock.now();
-        let (reason, revoked_by) = (truncate(reason, MAX_TEXT), truncate(revoked_by, MAX_NAME));
-        self.with_conn(1, |conn| {
-            Ok(diesel::sql_query(
-                "UPDATE permanent_blocks SET revoked_at = to_timestamp($1), revoked_by = $4, revoked_reason = $5 \
-                 WHERE scope_type = $2 AND scope_value = $3 AND revoked_at IS NULL",
-            )
-            .bind::<Double, _>(now)
-            .bind::<Text, _>(scope.scope())
-            .bind::<Text, _>(scope.value())
-            .bind::<Text, _>(&revoked_by)
-            .bind::<Text, _>(&reason)
-            .execute(conn)?)
-        })
+        self.unblock_serialized(scope, reason, revoked_by, |_| Ok(()))
+            .map(|(n, ())| n)
+            .map_err(|f| f.error)
     }
 
     fn get_active(&self, scope: &ScopeKey) -> Result<Option<BlockEntry>, StoreError> {
@@ -493,9 +596,18 @@ impl BlockStore for PostgresBlockStore {
         if scopes.is_empty() {
             return Ok(None);
         }
+        // A scope that cannot be stored cannot be banned (and a NUL would
+        // make the query fail): it is not asked about.
+        let storable: Vec<&ScopeKey> = scopes
+            .iter()
+            .filter(|s| limits::check_scope(s.scope(), s.value()).is_ok())
+            .collect();
+        if storable.is_empty() {
+            return Ok(None);
+        }
         let now = self.clock.now();
-        let types: Vec<&str> = scopes.iter().map(|s| s.scope()).collect();
-        let values: Vec<&str> = scopes.iter().map(|s| s.value()).collect();
+        let types: Vec<&str> = storable.iter().map(|s| s.scope()).collect();
+        let values: Vec<&str> = storable.iter().map(|s| s.value()).collect();
         let rows: Vec<Row> = self.with_conn(1, |conn| {
             Ok(diesel::sql_query(format!(
                 "SELECT {COLS} FROM permanent_blocks WHERE {ACTIVE} \
@@ -538,13 +650,6 @@ impl BlockStore for PostgresBlockStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncation_counts_characters() {
-        assert_eq!(truncate("héllo", 2), "hé");
-        assert_eq!(truncate("abc", 5), "abc");
-        assert_eq!(truncate("", 0), "");
-    }
 
     #[test]
     fn building_the_store_does_not_connect() {

@@ -111,7 +111,7 @@ impl RedisBlockStore {
 
 impl BlockStore for RedisBlockStore {
     fn block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
-        new.validate()?;
+        let new = new.normalized()?;
         let now = self.clock.now();
         let entry = new.entry(now);
         let mut cmd = redis::cmd("SET");
@@ -129,6 +129,7 @@ impl BlockStore for RedisBlockStore {
         _reason: &str,
         _revoked_by: &str,
     ) -> Result<usize, StoreError> {
+        crate::limits::check_scope(scope.scope(), scope.value())?;
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.block_key(scope));
         let n: i64 = self.pool.query(&cmd)?;

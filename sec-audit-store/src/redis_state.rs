@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use sec_audit_core::{Clock, SystemClock};
 use sec_audit_rules::{Counters, HistoryRetention, HistoryRow, HistoryStore, ScopeKey};
 use serde_json::{Map, Value};
 
@@ -26,33 +27,109 @@ fn degraded(operation: &'static str, err: &StoreError) {
     tracing::warn!(operation, error = %err, kind = err.kind(), "redis detection state degraded");
 }
 
-/// INCRBY, then EXPIRE when this call created the key (the result equals the
-/// amount) — or when the key somehow has no TTL — atomically.
+/// A counter is a hash `{v: value, x: expires_at}`: `x` is the window's end
+/// on the runtime's clock (seconds, shortest round-trip text; empty: never),
+/// compared against the `now` each call passes, so a replay driven by its
+/// log's clock counts windows as the memory store does. The key's TTL (wall
+/// clock) is only a safety bound: set with the window, never shorter than
+/// what the clock still needs for a key that is being counted.
+///
+/// Live (`x > now`): HINCRBY. Otherwise — absent, past `x`, or not a hash
+/// (a counter written by an older version) — the key starts again at
+/// `amount` with `x` and the TTL. ARGV: amount, TTL seconds, now, x.
 static INCR: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
-        r"local v = redis.call('INCRBY', KEYS[1], ARGV[1])
-if v == tonumber(ARGV[1]) or redis.call('TTL', KEYS[1]) == -1 then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+        r"local k = KEYS[1]
+local now = tonumber(ARGV[3])
+if redis.call('TYPE', k).ok == 'hash' then
+  local x = redis.call('HGET', k, 'x')
+  local xn = x and tonumber(x)
+  if x == '' or (xn and xn > now) then
+    local v = redis.call('HINCRBY', k, 'v', ARGV[1])
+    local ttl = redis.call('TTL', k)
+    if ttl == -1 then
+      redis.call('EXPIRE', k, ARGV[2])
+    elseif xn then
+      local need = math.ceil(xn - now)
+      if ttl < need - 1 then
+        redis.call('EXPIRE', k, need)
+      end
+    end
+    return v
+  end
 end
-return v",
+redis.call('DEL', k)
+redis.call('HSET', k, 'v', ARGV[1], 'x', ARGV[4])
+redis.call('EXPIRE', k, ARGV[2])
+return tonumber(ARGV[1])",
     )
 });
 
-/// Fixed-window counters under `{prefix}:ctr:{key}`.
+/// The value while live at `now` (ARGV[1]), else nil.
+static GET: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r"local k = KEYS[1]
+if redis.call('TYPE', k).ok ~= 'hash' then return false end
+local r = redis.call('HMGET', k, 'v', 'x')
+if not r[1] then return false end
+local xn = r[2] and tonumber(r[2])
+if r[2] == '' or (xn and xn > tonumber(ARGV[1])) then return r[1] end
+return false",
+    )
+});
+
+/// Replaces the counter. ARGV: value, TTL seconds, x.
+static SET: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r"redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'x', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1",
+    )
+});
+
+/// A live counter ends `ttl` from now; a dead one is removed. ARGV: TTL
+/// seconds, now, new x.
+static EXPIRE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r"local k = KEYS[1]
+if redis.call('TYPE', k).ok ~= 'hash' then return redis.call('DEL', k) end
+local x = redis.call('HGET', k, 'x')
+local xn = x and tonumber(x)
+if not (x == '' or (xn and xn > tonumber(ARGV[2]))) or tonumber(ARGV[1]) <= 0 then
+  redis.call('DEL', k)
+  return 0
+end
+redis.call('HSET', k, 'x', ARGV[3])
+redis.call('EXPIRE', k, ARGV[1])
+return 1",
+    )
+});
+
+/// Fixed-window counters under `{prefix}:ctr:{key}`, timed by the runtime's
+/// clock (see [`INCR`]).
 #[derive(Debug, Clone)]
 pub struct RedisCounters {
     pool: RedisPool,
     default_ttl: u64,
+    clock: Arc<dyn Clock>,
 }
 
 impl RedisCounters {
-    /// Counters on `pool` (with their own round-trip counters); keys written
-    /// without a TTL get [`DEFAULT_COUNTER_TTL`].
+    /// Counters on `pool` (with their own round-trip counters), on the
+    /// system clock; keys written without a TTL get [`DEFAULT_COUNTER_TTL`].
     pub fn new(pool: &RedisPool) -> Self {
         RedisCounters {
             pool: pool.with_own_stats(),
             default_ttl: DEFAULT_COUNTER_TTL,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Times windows by `clock` (the runtime's: the log's, in a replay).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Overrides the TTL given to keys written without one (at least 1 s).
@@ -70,15 +147,28 @@ impl RedisCounters {
         self.pool.key("ctr", key)
     }
 
+    /// The key's TTL: the window, or the default when there is none.
     fn ttl(&self, ttl: Option<u64>) -> u64 {
         ttl.unwrap_or(self.default_ttl).max(1)
+    }
+
+    /// The window's end on the clock, as stored (`""`: never, like the
+    /// memory store's counter without a TTL).
+    fn expires_at(now: f64, ttl: Option<u64>) -> String {
+        ttl.map_or_else(String::new, |t| num(now + t as f64))
     }
 }
 
 impl Counters for RedisCounters {
     fn incr(&self, key: &str, amount: i64, ttl_secs: Option<u64>) -> i64 {
+        let now = self.clock.now();
         let keys = [self.redis_key(key)];
-        let args = [amount.to_string(), self.ttl(ttl_secs).to_string()];
+        let args = [
+            amount.to_string(),
+            self.ttl(ttl_secs).to_string(),
+            num(now),
+            Self::expires_at(now, ttl_secs),
+        ];
         match self.pool.eval::<i64>(&INCR, &keys, &args) {
             Ok(v) => v,
             Err(e) => {
@@ -89,9 +179,11 @@ impl Counters for RedisCounters {
     }
 
     fn get_int(&self, key: &str, default: i64) -> i64 {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(self.redis_key(key));
-        match self.pool.query::<Option<String>>(&cmd) {
+        let keys = [self.redis_key(key)];
+        match self
+            .pool
+            .eval::<Option<String>>(&GET, &keys, &[num(self.clock.now())])
+        {
             Ok(Some(s)) => match s.trim().parse::<i64>() {
                 Ok(v) => v,
                 Err(_) => {
@@ -111,12 +203,14 @@ impl Counters for RedisCounters {
     }
 
     fn set(&self, key: &str, value: i64, ttl_secs: Option<u64>) {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(self.redis_key(key))
-            .arg(value)
-            .arg("EX")
-            .arg(self.ttl(ttl_secs));
-        if let Err(e) = self.pool.query::<()>(&cmd) {
+        let now = self.clock.now();
+        let keys = [self.redis_key(key)];
+        let args = [
+            value.to_string(),
+            self.ttl(ttl_secs).to_string(),
+            Self::expires_at(now, ttl_secs),
+        ];
+        if let Err(e) = self.pool.eval::<i64>(&SET, &keys, &args) {
             degraded("set", &e);
         }
     }
@@ -130,10 +224,12 @@ impl Counters for RedisCounters {
     }
 
     fn expire(&self, key: &str, ttl_secs: u64) {
-        // EXPIRE 0 deletes the key, like the memory store's "gone from now".
-        let mut cmd = redis::cmd("EXPIRE");
-        cmd.arg(self.redis_key(key)).arg(ttl_secs);
-        if let Err(e) = self.pool.query::<i64>(&cmd) {
+        // A TTL of 0 removes the counter, like the memory store's "gone
+        // from now".
+        let now = self.clock.now();
+        let keys = [self.redis_key(key)];
+        let args = [ttl_secs.to_string(), num(now), num(now + ttl_secs as f64)];
+        if let Err(e) = self.pool.eval::<i64>(&EXPIRE, &keys, &args) {
             degraded("expire", &e);
         }
     }

@@ -51,8 +51,9 @@ return 1",
 });
 
 /// Write-through of a permanent ban: cache the entry and add the scope to
-/// the mirror, atomically.
-static CACHE_BAN: LazyLock<Lua> = LazyLock::new(|| {
+/// the mirror, atomically. KEYS: entry, mirror. ARGV: entry JSON, cache
+/// TTL, scope key, mirror TTL.
+pub(crate) static CACHE_BAN: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
@@ -63,12 +64,22 @@ return 1",
     )
 });
 
-/// Re-cache an entry read back from Postgres, only while the scope is still
-/// in the mirror: a revocation that ran meanwhile (it removes the member)
-/// is never undone by a stale re-cache.
-static RECACHE: LazyLock<Lua> = LazyLock::new(|| {
+/// Re-cache an entry read back from Postgres — only while the scope is
+/// still in the mirror (a revocation that ran meanwhile removed the member
+/// and is never undone) and only while the cached value is still the one the
+/// lookup saw (compare-and-set: a ban, re-ban or temp block written
+/// meanwhile is newer and is never overwritten by this stale read). KEYS:
+/// entry, mirror. ARGV: entry JSON, cache TTL, scope key, `1` when the
+/// lookup saw a value (else `0`), the value it saw.
+pub(crate) static RECACHE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
-        r"if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
+        r"local cur = redis.call('GET', KEYS[1])
+if ARGV[4] == '1' then
+  if cur ~= ARGV[5] then return 0 end
+elseif cur then
+  return 0
+end
+if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 1 then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
   return 1
 end
@@ -76,9 +87,26 @@ return 0",
     )
 });
 
+/// Remove a member that Postgres says is not banned (self-healing), only
+/// while the cached value is still the one the lookup saw: a ban written
+/// meanwhile (its entry and member are written together) keeps its member.
+/// KEYS: entry, mirror. ARGV: scope key, `1` when the lookup saw a value
+/// (else `0`), the value it saw.
+pub(crate) static HEAL: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r"local cur = redis.call('GET', KEYS[1])
+if ARGV[2] == '1' then
+  if cur ~= ARGV[3] then return 0 end
+elseif cur then
+  return 0
+end
+return redis.call('SREM', KEYS[2], ARGV[1])",
+    )
+});
+
 /// Remove a scope from both Redis tiers; returns the number of entries
-/// deleted.
-static FORGET: LazyLock<Lua> = LazyLock::new(|| {
+/// deleted. KEYS: entry, mirror. ARGV: scope key.
+pub(crate) static FORGET: LazyLock<Lua> = LazyLock::new(|| {
     Lua::new(
         r"local n = redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])
@@ -95,6 +123,62 @@ end
 return 0",
     )
 });
+
+/// The next step of a warm lookup (`#warm` present), from the decoded MGET
+/// values and the SMISMEMBER flags of the candidates (`members[i]`: candidate
+/// `i` is in the mirror), scanning candidates `from..` in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WarmStep {
+    /// Candidate `i`'s cached entry is active: it is the answer.
+    Hit(usize),
+    /// Candidate `i` is banned (a member) but has no usable cached entry:
+    /// ask Postgres about it. Active: re-cache it ([`RECACHE`], with the
+    /// value the lookup saw) and answer it. Not active: heal ([`HEAL`],
+    /// with the value the lookup saw) and continue from `i + 1`.
+    AskPostgres(usize),
+    /// No candidate is blocked.
+    Clean,
+}
+
+/// See [`WarmStep`].
+pub(crate) fn warm_step(
+    cached: &[Option<BlockEntry>],
+    members: &[bool],
+    now: f64,
+    from: usize,
+) -> WarmStep {
+    for (i, entry) in cached.iter().enumerate().skip(from) {
+        if entry.as_ref().is_some_and(|e| e.is_active(now)) {
+            return WarmStep::Hit(i);
+        }
+        if members.get(i).copied().unwrap_or(false) {
+            return WarmStep::AskPostgres(i);
+        }
+    }
+    WarmStep::Clean
+}
+
+/// A cold lookup (`#warm` absent), after the rebuild attempt: Postgres is
+/// asked once about the candidates `..upto` (those before the first active
+/// cached entry); its first active row there is the answer (re-cache it
+/// with the value the lookup saw); otherwise the answer is the cached entry
+/// of candidate `first_cached`, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ColdPlan {
+    pub(crate) upto: usize,
+    pub(crate) first_cached: Option<usize>,
+}
+
+/// See [`ColdPlan`].
+pub(crate) fn cold_plan(cached: &[Option<BlockEntry>], now: f64) -> ColdPlan {
+    let first_cached = cached
+        .iter()
+        .position(|e| e.as_ref().is_some_and(|e| e.is_active(now)));
+    ColdPlan {
+        upto: first_cached.unwrap_or(cached.len()),
+        first_cached,
+    }
+}
 
 /// Temp blocks in Redis, permanent blocks in Postgres with a Redis cache and
 /// membership mirror. What the enforcer uses in production.
@@ -194,10 +278,11 @@ impl TieredBlockStore {
 
     /// Cold mirror: rebuild it (one worker at a time; the others answer from
     /// Postgres meanwhile), then answer for the candidates without an active
-    /// cached entry from Postgres.
+    /// cached entry from Postgres ([`cold_plan`]).
     fn cold_lookup(
         &self,
         scopes: &[ScopeKey],
+        raw: &[Option<String>],
         cached: &[Option<BlockEntry>],
     ) -> Result<Option<BlockEntry>, StoreError> {
         let token = unique_id();
@@ -227,25 +312,24 @@ impl TieredBlockStore {
                 tracing::warn!(error = %e, "mirror rebuild lock unavailable; answering from postgres")
             }
         }
-        let now = self.redis.now();
-        // The first candidate with an active cached entry bounds what
-        // Postgres must be asked about.
-        let first_cached = cached
-            .iter()
-            .position(|e| e.as_ref().is_some_and(|e| e.is_active(now)));
-        let upto = first_cached.unwrap_or(scopes.len());
-        if upto > 0 {
-            if let Some(entry) = self.pg.first_active(&scopes[..upto])? {
-                self.recache(&entry);
+        let plan = cold_plan(cached, self.redis.now());
+        if plan.upto > 0 {
+            if let Some(entry) = self.pg.first_active(&scopes[..plan.upto])? {
+                let seen = scopes
+                    .iter()
+                    .position(|s| s.scope() == entry.scope_type && s.value() == entry.scope_value)
+                    .and_then(|i| raw[i].as_deref());
+                self.recache(&entry, seen);
                 return Ok(Some(entry));
             }
         }
-        Ok(first_cached.and_then(|i| cached[i].clone()))
+        Ok(plan.first_cached.and_then(|i| cached[i].clone()))
     }
 
     /// Re-caches a permanent entry read from Postgres (only while it is in
-    /// the mirror). A failure only costs a later Postgres read.
-    fn recache(&self, entry: &BlockEntry) {
+    /// the mirror and the cached value is still `seen`). A failure only
+    /// costs a later Postgres read.
+    fn recache(&self, entry: &BlockEntry, seen: Option<&str>) {
         let scope = entry.scope();
         let result = RedisBlockStore::encode(entry).and_then(|json| {
             self.redis.pool().eval::<i64>(
@@ -255,6 +339,8 @@ impl TieredBlockStore {
                     json,
                     self.options.permanent_cache_ttl.to_string(),
                     scope.as_str().to_string(),
+                    if seen.is_some() { "1" } else { "0" }.to_string(),
+                    seen.unwrap_or("").to_string(),
                 ],
             )
         });
@@ -264,65 +350,119 @@ impl TieredBlockStore {
     }
 
     /// Removes a scope that Postgres says is no longer banned from the
-    /// mirror (self-healing).
-    fn heal(&self, scope: &ScopeKey) {
-        let mut cmd = redis::cmd("SREM");
-        cmd.arg(self.mirror_key()).arg(scope.as_str());
-        match self.redis.pool().query::<i64>(&cmd) {
-            Ok(_) => {
+    /// mirror (self-healing), unless its cached value changed since `seen`.
+    fn heal(&self, scope: &ScopeKey, seen: Option<&str>) {
+        match self.redis.pool().eval::<i64>(
+            &HEAL,
+            &[self.redis.block_key(scope), self.mirror_key()],
+            &[
+                scope.as_str().to_string(),
+                if seen.is_some() { "1" } else { "0" }.to_string(),
+                seen.unwrap_or("").to_string(),
+            ],
+        ) {
+            Ok(1) => {
                 tracing::info!(scope = %scope, "stale member removed from the permanent-ban mirror")
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!(scope = %scope, error = %e, "stale mirror member not removed"),
+        }
+    }
+
+    /// The write-through of a permanent ban ([`CACHE_BAN`]).
+    fn cache_ban(&self, entry: &BlockEntry) -> Result<(), StoreError> {
+        let scope = entry.scope();
+        let json = RedisBlockStore::encode(entry)?;
+        self.redis.pool().eval::<i64>(
+            &CACHE_BAN,
+            &[self.redis.block_key(&scope), self.mirror_key()],
+            &[
+                json,
+                self.options.permanent_cache_ttl.to_string(),
+                scope.as_str().to_string(),
+                self.options.mirror_ttl.to_string(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The write-through of a revocation ([`FORGET`]): entries deleted.
+    fn forget(&self, scope: &ScopeKey) -> Result<usize, StoreError> {
+        let deleted: i64 = self.redis.pool().eval(
+            &FORGET,
+            &[self.redis.block_key(scope), self.mirror_key()],
+            &[scope.as_str().to_string()],
+        )?;
+        Ok(usize::try_from(deleted).unwrap_or(0))
+    }
+
+    /// After a change whose write-through was attempted but that did not
+    /// commit (or whose outcome is unknown): make Redis say what Postgres
+    /// says, under the scope's lock. If even that fails, the mirror is
+    /// marked cold, so the next lookup rebuilds it and asks Postgres about
+    /// every candidate without an active cached entry.
+    fn repair(&self, scope: &ScopeKey) {
+        let result = self.pg.read_serialized(scope, |row| match row {
+            Some(entry) => self.cache_ban(entry),
+            None => self.forget(scope).map(|_| ()),
+        });
+        if let Err(f) = result {
+            tracing::error!(scope = %scope, kind = f.error.kind(), error = %f.error, "a failed ban change could not be reconciled between postgres and redis; marking the mirror cold");
+            let mut cmd = redis::cmd("SREM");
+            cmd.arg(self.mirror_key()).arg(WARM_MEMBER);
+            if let Err(e) = self.redis.pool().query::<i64>(&cmd) {
+                tracing::error!(scope = %scope, error = %e, "the permanent-ban mirror could not be marked cold");
+            }
         }
     }
 }
 
 impl BlockStore for TieredBlockStore {
-    /// Temp → Redis only. Permanent → Postgres, then written through to the
-    /// Redis cache and mirror; if that write-through fails the ban is stored
-    /// (durable, found after a rebuild) and the Redis error is returned.
+    /// Temp → Redis only. Permanent → one Postgres transaction holding the
+    /// scope's advisory lock: the upsert, then the write-through to the
+    /// Redis cache and mirror, then COMMIT. A failed write-through rolls the
+    /// ban back (the Redis error is returned: neither tier has it); a failed
+    /// COMMIT is repaired ([`Self::repair`]).
     fn block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
         if new.ttl.is_some() {
             return self.redis.block(new);
         }
-        let entry = self.pg.block(new)?;
-        let scope = entry.scope();
-        let json = RedisBlockStore::encode(&entry)?;
-        self.redis
-            .pool()
-            .eval::<i64>(
-                &CACHE_BAN,
-                &[self.redis.block_key(&scope), self.mirror_key()],
-                &[
-                    json,
-                    self.options.permanent_cache_ttl.to_string(),
-                    scope.as_str().to_string(),
-                    self.options.mirror_ttl.to_string(),
-                ],
-            )
-            .map_err(|e| {
-                tracing::warn!(scope = %scope, error = %e, "permanent block stored in postgres, redis write-through failed");
-                e
-            })?;
-        Ok(entry)
+        match self.pg.block_serialized(new, |entry| self.cache_ban(entry)) {
+            Ok((entry, ())) => Ok(entry),
+            Err(f) => {
+                if f.attempted {
+                    tracing::warn!(scope = %new.scope, kind = f.error.kind(), error = %f.error, "permanent block not stored; reconciling redis with postgres");
+                    self.repair(&new.scope);
+                }
+                Err(f.error)
+            }
+        }
     }
 
-    /// Revokes in Postgres, then removes the cached entry (temp or
-    /// permanent) and the mirror member. Returns the entries removed over
-    /// both tiers. A Postgres failure leaves Redis untouched.
+    /// One Postgres transaction holding the scope's advisory lock: the
+    /// revocation, then the removal of the cached entry (temp or permanent)
+    /// and the mirror member, then COMMIT. Returns the entries removed over
+    /// both tiers. A Postgres failure leaves Redis untouched; a failed Redis
+    /// removal rolls the revocation back; a failed COMMIT is repaired.
     fn unblock(
         &self,
         scope: &ScopeKey,
         reason: &str,
         revoked_by: &str,
     ) -> Result<usize, StoreError> {
-        let revoked = self.pg.unblock(scope, reason, revoked_by)?;
-        let deleted: i64 = self.redis.pool().eval(
-            &FORGET,
-            &[self.redis.block_key(scope), self.mirror_key()],
-            &[scope.as_str().to_string()],
-        )?;
-        Ok(revoked + usize::try_from(deleted).unwrap_or(0))
+        match self
+            .pg
+            .unblock_serialized(scope, reason, revoked_by, |_| self.forget(scope))
+        {
+            Ok((revoked, deleted)) => Ok(revoked + deleted),
+            Err(f) => {
+                if f.attempted {
+                    tracing::warn!(scope = %scope, kind = f.error.kind(), error = %f.error, "revocation not stored; reconciling redis with postgres");
+                    self.repair(scope);
+                }
+                Err(f.error)
+            }
+        }
     }
 
     fn get_active(&self, scope: &ScopeKey) -> Result<Option<BlockEntry>, StoreError> {
@@ -352,30 +492,32 @@ impl BlockStore for TieredBlockStore {
         }
         let cached: Vec<Option<BlockEntry>> = keys
             .iter()
-            .zip(values)
-            .map(|(k, v)| v.and_then(|raw| RedisBlockStore::decode(k, &raw)))
+            .zip(&values)
+            .map(|(k, v)| v.as_deref().and_then(|raw| RedisBlockStore::decode(k, raw)))
             .collect();
         if !flags[0] {
-            return self.cold_lookup(scopes, &cached);
+            return self.cold_lookup(scopes, &values, &cached);
         }
         let now = self.redis.now();
-        for (i, scope) in scopes.iter().enumerate() {
-            if let Some(e) = cached[i].as_ref().filter(|e| e.is_active(now)) {
-                return Ok(Some(e.clone()));
-            }
-            if flags[i + 1] {
+        let mut from = 0;
+        loop {
+            match warm_step(&cached, &flags[1..], now, from) {
+                WarmStep::Hit(i) => return Ok(cached[i].clone()),
+                WarmStep::Clean => return Ok(None),
                 // Banned, but the cached entry was evicted (or expired, or
                 // unreadable): Postgres decides, and the cache is refilled.
-                match self.pg.get_active(scope)? {
+                WarmStep::AskPostgres(i) => match self.pg.get_active(&scopes[i])? {
                     Some(entry) => {
-                        self.recache(&entry);
+                        self.recache(&entry, values[i].as_deref());
                         return Ok(Some(entry));
                     }
-                    None => self.heal(scope),
-                }
+                    None => {
+                        self.heal(&scopes[i], values[i].as_deref());
+                        from = i + 1;
+                    }
+                },
             }
         }
-        Ok(None)
     }
 
     /// Active permanent blocks, from Postgres.
@@ -386,5 +528,72 @@ impl BlockStore for TieredBlockStore {
     /// Active temporary blocks, from Redis (SCAN).
     fn active_temp_blocks(&self, scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError> {
         self.redis.active_temp_blocks(scope_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    fn entry(expires_at: Option<f64>) -> Option<BlockEntry> {
+        Some(BlockEntry {
+            scope_type: "user".into(),
+            scope_value: "u".into(),
+            reason: String::new(),
+            rule_name: String::new(),
+            status_code: 429,
+            message: String::new(),
+            created_at: 0.0,
+            expires_at,
+            revoked_at: None,
+            metadata: Map::new(),
+        })
+    }
+
+    #[test]
+    fn warm_steps_follow_candidate_order() {
+        let cached = [None, entry(Some(5.0)), entry(None)];
+        // An expired temp entry on a member: ask Postgres about it first.
+        assert_eq!(
+            warm_step(&cached, &[false, true, false], 10.0, 0),
+            WarmStep::AskPostgres(1)
+        );
+        // Not active in Postgres: continue after it, to the cached ban.
+        assert_eq!(
+            warm_step(&cached, &[false, true, false], 10.0, 2),
+            WarmStep::Hit(2)
+        );
+        assert_eq!(
+            warm_step(&cached, &[false, false, false], 1.0, 0),
+            WarmStep::Hit(1)
+        );
+        assert_eq!(
+            warm_step(&[None, None], &[false, false], 1.0, 0),
+            WarmStep::Clean
+        );
+        assert_eq!(
+            warm_step(&[None, None], &[false, true], 1.0, 0),
+            WarmStep::AskPostgres(1)
+        );
+    }
+
+    #[test]
+    fn cold_plans_ask_postgres_only_before_the_first_active_entry() {
+        let cached = [None, entry(Some(5.0)), entry(None), None];
+        assert_eq!(
+            cold_plan(&cached, 10.0),
+            ColdPlan {
+                upto: 2,
+                first_cached: Some(2)
+            }
+        );
+        assert_eq!(
+            cold_plan(&[None, None], 0.0),
+            ColdPlan {
+                upto: 2,
+                first_cached: None
+            }
+        );
     }
 }

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestRedis;
-use sec_audit_rules::{Counters, HistoryRetention, HistoryRow, HistoryStore, ScopeKey};
+use sec_audit_core::{Clock, ManualClock};
+use sec_audit_rules::{
+    Counters, HistoryRetention, HistoryRow, HistoryStore, MemoryCounters, ScopeKey,
+};
 use sec_audit_store::{RedisCounters, RedisHistory, DEFAULT_COUNTER_TTL};
 use serde_json::{json, Map, Value};
 
@@ -51,10 +54,23 @@ fn counter_incr_is_one_atomic_script_with_a_fixed_window_ttl() {
 
     // A key that somehow lacks a TTL is repaired by the next incr.
     let bare = c.redis_key("bare");
-    let _: () = r.cmd(redis::cmd("SET").arg(&bare).arg(7));
+    let _: () = r.cmd(
+        redis::cmd("HSET")
+            .arg(&bare)
+            .arg("v")
+            .arg(7)
+            .arg("x")
+            .arg(""),
+    );
     assert_eq!(r.ttl(&bare), -1);
     assert_eq!(c.incr("bare", 1, Some(60)), 8);
     assert!(r.ttl(&bare) > 0);
+
+    // A counter in an older format (a plain integer) starts again.
+    let old = c.redis_key("old");
+    let _: () = r.cmd(redis::cmd("SET").arg(&old).arg(7));
+    assert_eq!(c.incr("old", 2, Some(60)), 2);
+    assert!(r.ttl(&old) > 0);
 
     r.assert_all_keys_have_ttl();
 }
@@ -109,6 +125,86 @@ fn counter_set_get_delete_expire() {
             .arg(60),
     );
     assert_eq!(c.get_int("junk", 9), 9);
+    r.assert_all_keys_have_ttl();
+}
+
+#[test]
+fn counter_windows_follow_the_runtime_clock_not_the_wall_clock() {
+    let r = TestRedis::new("ctr_clock");
+    let clock = Arc::new(ManualClock::at_secs(1_780_000_000.0));
+    let c = RedisCounters::new(&r.pool).with_clock(clock.clone());
+    let m = MemoryCounters::new(clock.clone());
+    // Six failed logins ten minutes apart, in a 300 s window: never six.
+    for _ in 0..6 {
+        let (redis, memory) = (c.incr("bf", 1, Some(300)), m.incr("bf", 1, Some(300)));
+        assert_eq!((redis, memory), (1, 1));
+        clock.advance_secs(600.0);
+    }
+    // Six within the window count up; the window is fixed at its first hit.
+    for i in 1..=6 {
+        assert_eq!(c.incr("burst", 1, Some(300)), i);
+        clock.advance_secs(10.0);
+    }
+    assert_eq!(c.get_int("burst", 0), 6);
+    clock.advance_secs(300.0 - 60.0 - 0.001);
+    assert_eq!(c.get_int("burst", 0), 6, "still inside [t, t + 300)");
+    clock.advance_secs(0.001);
+    assert_eq!(c.get_int("burst", -1), -1, "gone at exactly t + 300");
+    assert_eq!(c.incr("burst", 1, Some(300)), 1);
+    // The key's TTL stays a wall-clock safety bound of the window.
+    let t = r.ttl(&c.redis_key("burst"));
+    assert!(t > 290 && t <= 300, "{t}");
+    r.assert_all_keys_have_ttl();
+}
+
+/// Pseudo-random operations, the same on the Redis and the memory
+/// counters under one manual clock: the same answers.
+#[test]
+fn redis_counters_answer_like_memory_counters_under_a_manual_clock() {
+    let r = TestRedis::new("ctr_parity");
+    let clock = Arc::new(ManualClock::at_secs(1_700_000_000.25));
+    let c = RedisCounters::new(&r.pool).with_clock(clock.clone());
+    let m = MemoryCounters::new(clock.clone());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for step in 0..600 {
+        let key = format!("k{}", next(4));
+        let ttl = match next(4) {
+            0 => None,
+            n => Some(n * 20),
+        };
+        let (a, b) = match next(10) {
+            0..=4 => {
+                let amount = next(3) as i64 + 1;
+                (c.incr(&key, amount, ttl), m.incr(&key, amount, ttl))
+            }
+            5 | 6 => (c.get_int(&key, -7), m.get_int(&key, -7)),
+            7 => {
+                let v = next(100) as i64;
+                c.set(&key, v, ttl);
+                m.set(&key, v, ttl);
+                (0, 0)
+            }
+            8 => {
+                let t = next(3) * 15;
+                c.expire(&key, t);
+                m.expire(&key, t);
+                (0, 0)
+            }
+            _ => {
+                c.delete(&key);
+                m.delete(&key);
+                (0, 0)
+            }
+        };
+        assert_eq!(a, b, "step {step} on {key} at {}", clock.now());
+        clock.advance_secs(next(25) as f64 + 0.5);
+    }
     r.assert_all_keys_have_ttl();
 }
 
