@@ -52,10 +52,18 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$aport/" >/dev/null && brea
 curl -sf "http://127.0.0.1:$aport/" >/dev/null || { echo "app did not come up" >&2; cat "$tmp/app.err" >&2; exit 1; }
 
 url="http://127.0.0.1:$aport/"
+# CPU time (ms) a process has used so far: less sensitive to the machine's
+# load than throughput.
+cpu_ms() { awk -v t="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / t }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+app_cpu0=$(cpu_ms "$apid"); redis_cpu0=0; [ -n "$rpid" ] && redis_cpu0=$(cpu_ms "$rpid")
 echo "== $case (command_timeout_ms = $cto), load: $(cut -d' ' -f1-3 /proc/loadavg)"
 case "$case" in
   memory|redis)
-    wrk -t2 -c64 -d10s --latency "$url"
+    wrk -t2 -c64 -d10s --latency "$url" | tee "$tmp/wrk.out"
+    n=$(awk '/requests in/ { print $1 }' "$tmp/wrk.out")
+    app_cpu=$(( $(cpu_ms "$apid") - app_cpu0 ))
+    redis_cpu=0; [ -n "$rpid" ] && redis_cpu=$(( $(cpu_ms "$rpid") - redis_cpu0 ))
+    awk -v a="$app_cpu" -v r="$redis_cpu" -v n="$n" 'BEGIN { printf "cpu per request: app %.1f us, redis-server %.1f us (%d requests)\n", a * 1000 / n, r * 1000 / n, n }'
     ;;
   frozen)
     ( sleep 2; kill -STOP "$rpid"; sleep 5; kill -CONT "$rpid" ) &
