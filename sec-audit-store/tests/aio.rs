@@ -298,14 +298,19 @@ async fn a_frozen_redis_costs_each_lookup_at_most_the_command_timeout_then_fails
     for _ in 0..50 {
         let t = Instant::now();
         assert!(store.first_active(&case).await.is_err());
-        assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
     }
-    assert!(conn.is_failing_fast());
     // The executor thread kept running other tasks all along.
     let ticks = ticker.ticks.load(Ordering::Relaxed) - ticks_before;
     let gap = ticker.max_gap_ms.load(Ordering::Relaxed);
     assert!(ticks >= 20, "ticker made {ticks} ticks during the outage");
-    assert!(gap < 150, "executor stalled for {gap} ms");
+    // A blocked executor would stall at least one command timeout (300 ms).
+    assert!(gap < 250, "executor stalled for {gap} ms");
+    assert!(conn.is_failing_fast());
 
     drop(resume); // SIGCONT
     let found = until_ok(&store, &case, Duration::from_secs(5)).await;
@@ -331,7 +336,11 @@ async fn a_killed_redis_fails_fast_and_a_restarted_one_is_used_again() {
     for _ in 0..20 {
         let t = Instant::now();
         assert!(store.first_active(&case).await.is_err());
-        assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     server.restart();
