@@ -355,6 +355,7 @@ threshold = 1000
         ..ManualBlock::default()
     })
     .expect("block");
+    assert_eq!(rt.stores_ready_async().await, Ok(()));
     let blocked = RequestView::new("GET", "/", "203.0.113.80").into_owned();
     assert!(is_blocked(&rt.ingress_check_async(&blocked).await));
     // The ingress rule pass (Redis counters) runs on the blocking pool.
@@ -420,6 +421,10 @@ threshold = 1000
             assert!(d.is_allow(), "{path}: {d:?}");
         }
     }
+    assert!(
+        rt.stores_ready_async().await.is_err(),
+        "not ready while frozen"
+    );
     // Failing fast now: no check waits.
     for i in 0..40 {
         let path = paths[i % paths.len()];
@@ -464,6 +469,7 @@ threshold = 1000
                     ..
                 }
             ));
+            assert_eq!(rt.stores_ready_async().await, Ok(()));
             break;
         }
         assert!(
