@@ -365,3 +365,43 @@ async fn a_restart_between_two_lookups_costs_no_failed_lookup() {
     assert_eq!(store.first_active(&case).await, Ok(None));
     assert!(!conn.is_failing_fast());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn tiered_lookup_that_needs_an_unreachable_postgres_is_an_error_never_not_blocked() {
+    let redis = TestRedis::new("aio_tiered_pg_down");
+    let url = format!("postgres://postgres@127.0.0.1:{}/test", common::free_port());
+    let pg = PostgresBlockStore::new(&sec_audit_store::PostgresConfig::new(url), clock())
+        .expect("valid config");
+    let sync = Arc::new(TieredBlockStore::new(
+        &redis.pool,
+        pg,
+        clock(),
+        TieredOptions::default(),
+    ));
+    // A warm mirror that lists a ban whose cached entry is gone.
+    redis.cmd::<i64>(
+        redis::cmd("SADD")
+            .arg(sync.mirror_key())
+            .arg("#warm")
+            .arg("user:eve"),
+    );
+    redis.cmd::<i64>(redis::cmd("EXPIRE").arg(sync.mirror_key()).arg(60));
+    let conn = AsyncRedis::new(&redis.config()).expect("config");
+    let lookup = AsyncTieredBlockStore::new(
+        &conn,
+        Arc::clone(&sync),
+        BlockingPool::new(2, Duration::from_secs(5)),
+    );
+    let t = Instant::now();
+    let r = lookup.first_active(&scopes("198.51.100.9", "eve")).await;
+    assert!(
+        matches!(r, Err(StoreError::Postgres(_) | StoreError::Timeout(_))),
+        "{r:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // A clean request still needs no Postgres: answered from Redis alone.
+    assert_eq!(
+        lookup.first_active(&scopes("198.51.100.9", "bob")).await,
+        Ok(None)
+    );
+}
