@@ -40,6 +40,11 @@ const EVENTS: [&str; 9] = [
     r#"{"event_type":"http.response.success","request_id":"r9","source.address":"198.51.100.10","url.path":"/","http.response.status_code":200,"proxy_headers":{"x-forwarded-for":"127.0.0.1, 10.0.0.1"}}"#,
 ];
 
+/// A non-empty value, as the replay's request view takes it.
+fn some(c: Cow<'_, str>) -> Option<Cow<'_, str>> {
+    (!c.is_empty()).then_some(c)
+}
+
 /// The fuzz target's body.
 pub fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -87,7 +92,6 @@ pub fn run(data: &[u8]) {
         .iter()
         .map(|l| parse_line(l).expect("the fixed events parse").event)
         .collect();
-    let some = |c: Cow<'_, str>| (!c.is_empty()).then_some(c);
     for _ in 0..2 {
         for event in &events {
             clock.advance_secs(1.0);
