@@ -14,6 +14,11 @@
 //!     -max_total_time=<N> -timeout=<T> -print_final_stats=1 [-dict=fuzz/dicts/<target>.dict]
 //! ```
 //!
+//! (cargo-fuzz adds `-artifact_prefix=fuzz/artifacts/<target>/`.)
+//!
+//! ```text
+//! ```
+//!
 //! cargo-fuzz passes nightly-only flags (`-Zsanitizer=...`, and `-Cpasses=
 //! sancov-module` options); `RUSTC_BOOTSTRAP=1` lets the stable toolchain
 //! accept them. New inputs go to `fuzz/corpus/<target>` (not committed);
@@ -171,7 +176,6 @@ fn run_target(
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
         .arg(format!("-timeout={INPUT_TIMEOUT_SECS}"))
-        .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg("-print_final_stats=1");
     let dict = fuzz_dir.join("dicts").join(format!("{target}.dict"));
     if dict.is_file() {
