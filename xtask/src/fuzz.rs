@@ -15,10 +15,6 @@
 //! ```
 //!
 //! (cargo-fuzz adds `-artifact_prefix=fuzz/artifacts/<target>/`.)
-//!
-//! ```text
-//! ```
-//!
 //! cargo-fuzz passes nightly-only flags (`-Zsanitizer=...`, and `-Cpasses=
 //! sancov-module` options); `RUSTC_BOOTSTRAP=1` lets the stable toolchain
 //! accept them. New inputs go to `fuzz/corpus/<target>` (not committed);

@@ -6,9 +6,11 @@
 //! bounded [`LineReader`], fed to a [`Replayer`] over memory stores with all
 //! eight built-in rules at low thresholds (so that a few lines block). Beyond
 //! "no panic", it checks what the replay promises: every line is counted
-//! once (an event or a rejection), every output line is one JSON object with
-//! a `body` and a `timestamp` that never moves backwards, and the same input
-//! replays to byte-identical output.
+//! once (an event or a rejection), and every output line is one JSON object
+//! with a `body` and a `timestamp` that never moves backwards. (Replaying
+//! each input twice to compare the outputs halved a throughput that building
+//! the runtime already bounds; byte-identical output is tested by the CLI's
+//! `tests/replay.rs` on the sample log.)
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
@@ -139,8 +141,4 @@ pub fn run(data: &[u8]) {
         assert!(ts >= last_ts, "timestamps move backwards: {record}");
         last_ts = ts;
     }
-
-    let (stats2, out2) = replay(data);
-    assert_eq!(stats, stats2, "the same log gives the same counts");
-    assert!(out == out2, "the same log gives byte-identical output");
 }
