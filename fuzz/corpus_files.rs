@@ -24,7 +24,10 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_file())
-        .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     out.sort();
     out
@@ -42,8 +45,8 @@ pub fn run_all(target: &str, body: fn(&[u8])) {
     let regressions = files(&fuzz.join("regressions").join(target));
     let mut failed = Vec::new();
     for path in seeds.iter().chain(&regressions) {
-        let data = std::fs::read(path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let data =
+            std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         if catch_unwind(AssertUnwindSafe(|| body(&data))).is_err() {
             failed.push(path.display().to_string());
         }

@@ -103,7 +103,11 @@ fn replay(data: &[u8]) -> (Stats, Vec<u8>) {
         n += 1;
         replayer.line(n, line);
     }
-    assert_eq!(lines.bytes_read(), data.len() as u64, "every byte is consumed");
+    assert_eq!(
+        lines.bytes_read(),
+        data.len() as u64,
+        "every byte is consumed"
+    );
     let (stats, _tally) = replayer.finish();
     assert_eq!(stats.lines, n, "every line is counted");
     let bytes = out.0.lock().map(|b| b.clone()).unwrap_or_default();
@@ -127,13 +131,21 @@ pub fn run(data: &[u8]) {
     assert!(stats.rejections.len() as u64 <= stats.rejected, "{stats:?}");
 
     let text = std::str::from_utf8(&out).expect("the output is UTF-8");
-    assert!(text.is_empty() || text.ends_with('\n'), "the output ends with a newline");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "the output ends with a newline"
+    );
     let mut last_ts = i64::MIN;
     for record in text.lines() {
         let v: serde_json::Value = serde_json::from_str(record)
             .unwrap_or_else(|e| panic!("output line is not JSON ({e}): {record}"));
-        let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {record}"));
-        assert!(obj.get("body").and_then(|b| b.as_str()).is_some(), "no body: {record}");
+        let obj = v
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {record}"));
+        assert!(
+            obj.get("body").and_then(|b| b.as_str()).is_some(),
+            "no body: {record}"
+        );
         let ts = obj
             .get("timestamp")
             .and_then(|t| t.as_i64())

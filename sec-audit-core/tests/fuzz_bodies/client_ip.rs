@@ -74,10 +74,14 @@ pub fn run(data: &[u8]) {
     let client = resolver.resolve(peer, xff);
     let peer_ip = parse_ip_token(peer).map(canonical);
     let Some(peer_ip) = peer_ip else {
-        assert_eq!(client, None, "a peer that is not an address gives no client");
+        assert_eq!(
+            client, None,
+            "a peer that is not an address gives no client"
+        );
         return;
     };
-    let header_used = count.is_some() && trusted(peer_ip) && xff.is_some_and(|h| !h.trim().is_empty());
+    let header_used =
+        count.is_some() && trusted(peer_ip) && xff.is_some_and(|h| !h.trim().is_empty());
     if !header_used {
         assert_eq!(client, Some(peer_ip), "peer {peer:?} xff {xff:?}");
         assert_eq!(resolver.resolve(peer, None), Some(peer_ip));

@@ -57,9 +57,7 @@ pub fn run(data: &[u8]) {
             return;
         }
     };
-    config
-        .rules
-        .retain(|r| matches!(r, RuleEntry::Builtin(_)));
+    config.rules.retain(|r| matches!(r, RuleEntry::Builtin(_)));
     let findings = check(&config);
     for f in &findings {
         assert!(!f.message.is_empty(), "a finding without a message: {f:?}");

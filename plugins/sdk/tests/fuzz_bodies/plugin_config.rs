@@ -48,7 +48,10 @@ fn every_accessor(p: &Params<'_>, table: &Map<String, Value>, key: &str) {
             Some(_) => assert_eq!(num, Some(n), "{key}"),
         }
     }));
-    check(p.positive(key, 1.0).map(|n| assert!(n.is_finite() && n > 0.0, "{key}: {n}")));
+    check(
+        p.positive(key, 1.0)
+            .map(|n| assert!(n.is_finite() && n > 0.0, "{key}: {n}")),
+    );
     for min in [0, 1, 5] {
         check(p.integer(key, 7, min).map(|n| {
             assert!(n >= min, "{key}: {n} < {min}");
@@ -57,7 +60,10 @@ fn every_accessor(p: &Params<'_>, table: &Map<String, Value>, key: &str) {
             }
         }));
     }
-    check(p.seconds(key, 60).map(|s| assert!((1..=TEN_YEARS).contains(&s), "{key}: {s}")));
+    check(
+        p.seconds(key, 60)
+            .map(|s| assert!((1..=TEN_YEARS).contains(&s), "{key}: {s}")),
+    );
     check(p.bool(key, false).map(|b| {
         if let Some(v) = raw {
             assert_eq!(v, &Value::Bool(b));
@@ -133,7 +139,9 @@ pub fn run(data: &[u8]) {
             Err(e) => {
                 assert_names_rule(&e, None);
                 assert!(
-                    table.keys().any(|k| e.reason == format!("unknown parameter `{k}`")),
+                    table
+                        .keys()
+                        .any(|k| e.reason == format!("unknown parameter `{k}`")),
                     "{e}"
                 );
             }
