@@ -12,6 +12,10 @@
 //!   `/usr/bin/time -v` for the peak memory, and prints the table of
 //!   targets (mean per operation, target, ratio to the reference, met or
 //!   not), also written to `<target>/criterion/sec-audit-table.md`.
+//! - `fuzz [--seconds N] [--sanitizer address|none] [TARGET]`: builds the
+//!   cargo-fuzz targets of `fuzz/` and runs each (or TARGET) for N seconds
+//!   (default 60); exits non-zero on a crash, naming the artifact. See
+//!   `fuzz.rs` and `fuzz/README.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -19,6 +23,7 @@ use std::process::{Command, ExitCode};
 use sha2::{Digest, Sha256};
 
 mod bench;
+mod fuzz;
 
 /// The example plugins shipped with the workspace (package = library name).
 const EXAMPLE_PLUGINS: [&str; 2] = ["repeated_not_found", "credential_stuffing"];
@@ -33,6 +38,12 @@ tasks:
                                 (FILTER: a criterion name filter), measure the
                                 replay's peak memory on N (1000000) events, and
                                 print the table of targets
+  fuzz [--seconds N] [--sanitizer address|none] [TARGET]
+                                build the cargo-fuzz targets (needs `cargo install
+                                cargo-fuzz`) and run each, or TARGET (replay,
+                                config, client_ip, plugin_config), for N (60)
+                                seconds; non-zero exit on a crash, naming the
+                                artifact
   help                          this text";
 
 fn main() -> ExitCode {
@@ -40,6 +51,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("plugins") => plugins(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(())
