@@ -470,6 +470,38 @@ mod tests {
         );
     }
 
+    fn fail_from(i: i64, rid: &str, addr: &str) -> String {
+        json!({"timestamp": T0 + i * 1_000_000_000, "attributes": {"event_type": "auth.login.failed",
+               "request_id": rid, "source.address": addr, "user.name": "alice"}})
+        .to_string()
+    }
+
+    #[test]
+    fn a_source_address_that_is_not_an_address_makes_no_ip_block() {
+        for addr in ["999.1.1.1", "203.0.113.014", "not-an-ip"] {
+            let lines: Vec<String> = (0..5).map(|i| fail_from(i, &format!("r{i}"), addr)).collect();
+            let (stats, _, recs) = replay(&lines);
+            assert!(
+                recs.iter()
+                    .all(|r| r["body"] != "audit.enforcement.block_applied"),
+                "{addr}: {recs:?}"
+            );
+            assert_eq!(stats.denied_requests, 0, "{addr}");
+        }
+    }
+
+    #[test]
+    fn an_address_with_a_port_blocks_the_canonical_address_ingress_matches() {
+        let mut lines: Vec<String> = (0..3)
+            .map(|i| fail_from(i, &format!("r{i}"), "[::1]:80"))
+            .collect();
+        // The same client logged without the port: ingress matches the block.
+        lines.push(fail_from(4, "r4", "::1"));
+        let (stats, _, recs) = replay(&lines);
+        assert_eq!(recs[0]["attributes"]["scope.value"], "::1", "{recs:?}");
+        assert_eq!(stats.denied_requests, 1);
+    }
+
     #[test]
     fn time_never_moves_backwards() {
         // Three failures with the last one out of order: still one window.
