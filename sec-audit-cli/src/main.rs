@@ -17,6 +17,10 @@ Exit status:
      server that did not answer, a live check that found a problem
   2  usage or configuration error: bad arguments, an unreadable or invalid
      configuration (the message names the key), a check with an error finding
+  3  a replay that completed, but store failures decided some outcomes
+     (counted in its summary)
+  141  standard output was closed by its reader (`... | head`): stopped
+     quietly, no message
 
 Environment:
   SEC_AUDIT_REDIS_URL, DATABASE_URL  override the configuration's URLs
@@ -221,6 +225,8 @@ fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        // A closed standard error must not turn a diagnostic into a panic.
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -314,7 +320,7 @@ fn parse() -> Result<Cli, ExitCode> {
                     }
                     msg.push_str(line);
                 }
-                eprintln!("sec-audit: {msg} (see --help)");
+                sec_audit_cli::errln!("sec-audit: {msg} (see --help)");
                 Err(ExitCode::from(error::EXIT_CONFIG))
             }
         },
@@ -329,8 +335,10 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // A closed standard output ends the command quietly.
+        Err(CliError::Closed) => ExitCode::from(error::EXIT_CLOSED),
         Err(e) => {
-            eprintln!("sec-audit: {e}");
+            sec_audit_cli::errln!("sec-audit: {e}");
             ExitCode::from(e.exit_code())
         }
     }

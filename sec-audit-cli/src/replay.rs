@@ -263,14 +263,7 @@ pub fn run(opts: &ReplayOptions) -> Result<(), CliError> {
     )
     .map_err(|e| CliError::from_build(&opts.config, &e))?;
 
-    let output_failed = |watch: &WriteWatch| {
-        watch.error().map(|e| {
-            CliError::runtime(format!(
-                "writing enforcement records to {} failed: {e}",
-                opts.output.describe()
-            ))
-        })
-    };
+    let output_failed = |watch: &WriteWatch| watch.to_error(&opts.output.describe());
 
     let started = Instant::now();
     let mut progress = Progress::new(opts.progress && io::stderr().is_terminal(), total);
@@ -303,7 +296,7 @@ pub fn run(opts: &ReplayOptions) -> Result<(), CliError> {
         return Err(e);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    eprint!(
+    crate::err!(
         "{}",
         render_summary(
             &log_name,
