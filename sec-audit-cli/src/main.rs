@@ -253,8 +253,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                 request_window: usize::try_from(a.request_window).unwrap_or(usize::MAX),
                 max_line_bytes: usize::try_from(a.max_line_bytes)
                     .unwrap_or(replay::DEFAULT_MAX_LINE_BYTES),
-            })?;
-            Ok(EXIT_OK)
+            })
         }
         Command::Check(a) => check_cmd::run(&a.config, a.live),
         Command::Blocks(BlocksCommand::List(a)) => {

@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sec_audit_core::{parse_line, AuditEvent, EventError, ManualClock};
-use sec_audit_enforce::{BuildError, Config, IngressDecision, RequestView, Runtime, Sink};
+use sec_audit_enforce::{
+    BuildError, Config, FailureStats, IngressDecision, RequestView, Runtime, Sink,
+};
 
-use crate::error::CliError;
+use crate::error::{CliError, EXIT_OK, EXIT_STORE_FAILURES};
 use crate::lines::{Line, LineReader};
 use crate::progress::Progress;
 use crate::summary::Tally;
@@ -66,6 +68,10 @@ pub struct Stats {
     pub dropped_events: u64,
     /// Events that went through the egress pass.
     pub egress_events: u64,
+    /// Outcomes that store (or other) failures decided: requests let
+    /// through or denied because the check failed, block writes that
+    /// failed. Filled by [`Replayer::finish`].
+    pub failures: FailureStats,
 }
 
 /// Why a parsed line is rejected, in words.
@@ -207,7 +213,8 @@ impl Replayer {
     pub fn finish(self) -> (Stats, Tally) {
         self.runtime.flush();
         let tally = self.tally();
-        let stats = self.stats;
+        let mut stats = self.stats;
+        stats.failures = self.runtime.failure_stats();
         drop(self.runtime);
         (stats, tally)
     }
@@ -220,8 +227,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Runs `sec-audit replay`. Prints the summary on standard error.
-pub fn run(opts: &ReplayOptions) -> Result<(), CliError> {
+/// Runs `sec-audit replay`. Prints the summary on standard error. Returns
+/// the exit status: [`EXIT_OK`], or [`EXIT_STORE_FAILURES`] when failures
+/// decided some outcomes (the summary counts them).
+pub fn run(opts: &ReplayOptions) -> Result<u8, CliError> {
     let mut config = load_config(&opts.config)?;
     let was_enabled = config.enabled;
     // Replay answers "what would have been blocked": it enforces whatever
@@ -307,7 +316,11 @@ pub fn run(opts: &ReplayOptions) -> Result<(), CliError> {
             elapsed
         )
     );
-    Ok(())
+    Ok(if stats.failures.any() {
+        EXIT_STORE_FAILURES
+    } else {
+        EXIT_OK
+    })
 }
 
 /// The summary printed at the end of a run.
@@ -365,6 +378,18 @@ pub fn render_summary(
         "  {:<20}{elapsed_secs:>10.2}s ({rate:.0} lines/s)",
         "time"
     );
+    let f = &stats.failures;
+    if f.any() {
+        let _ = writeln!(
+            s,
+            "  {:<20}{:>10}  (failed open {}, failed closed {}; {} failed block writes) — exit status 3",
+            "decided by failures",
+            f.fail_open + f.fail_closed,
+            f.fail_open,
+            f.fail_closed,
+            f.block_writes_failed
+        );
+    }
     s.push('\n');
     s.push_str(&tally.render());
     // Lines are trimmed of trailing spaces (empty notes).

@@ -78,3 +78,117 @@ fn a_closed_standard_error_drops_diagnostics_and_keeps_the_status() {
     let o = run_closed(&["replay"], false);
     expect_code(&o, 2);
 }
+
+/// A Redis stand-in on a free loopback port that answers exactly one
+/// connection — the replay's preflight (`PING`, `CONFIG GET`) — and then
+/// closes its port: every later connection of the replay is refused, an
+/// outage from the first event on. Returns the URL and the server thread.
+fn redis_that_goes_down_after_the_preflight() -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = listener.local_addr().expect("its address").port();
+    let handle = std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        // The port closes now: only the accepted connection is served.
+        drop(listener);
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+        let mut out = match stream.try_clone() {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let mut reader = BufReader::new(stream);
+        // RESP arrays of bulk strings: `*N`, then N × (`$len`, data).
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let Some(n) = line.trim().strip_prefix('*').and_then(|n| n.parse::<usize>().ok())
+            else {
+                return;
+            };
+            let mut args = Vec::new();
+            for _ in 0..n {
+                let mut len = String::new();
+                let mut data = String::new();
+                if reader.read_line(&mut len).unwrap_or(0) == 0
+                    || reader.read_line(&mut data).unwrap_or(0) == 0
+                {
+                    return;
+                }
+                args.push(data.trim_end().to_ascii_uppercase());
+            }
+            let reply: &[u8] = match args.first().map(String::as_str) {
+                Some("PING") => b"+PONG\r\n",
+                Some("CONFIG") => b"*2\r\n$16\r\nmaxmemory-policy\r\n$10\r\nnoeviction\r\n",
+                _ => b"+OK\r\n",
+            };
+            if out.write_all(reply).is_err() {
+                return;
+            }
+        }
+    });
+    (format!("redis://127.0.0.1:{port}"), handle)
+}
+
+#[test]
+fn a_replay_during_a_redis_outage_counts_the_failures_and_exits_3() {
+    let (url, server) = redis_that_goes_down_after_the_preflight();
+    let dir = common::TempDir::new("outage");
+    let config = dir.write(
+        "outage.toml",
+        &format!(
+            "redis_url = \"{url}\"\nkey_prefix = \"t_edges_outage\"\nconnect_timeout_ms = 2000\ncommand_timeout_ms = 2000\n\
+             [[rules]]\nbuiltin = \"brute_force_login\"\nthreshold = 1\n"
+        ),
+    );
+    // 2 000 requests over 20 s of log time, each a failed login from its
+    // own address: every ingress lookup fails open, and every match's
+    // block write fails.
+    const N: i64 = 2_000;
+    let t0: i64 = 1_780_000_000_000_000_000;
+    let mut log = String::new();
+    for i in 0..N {
+        log.push_str(
+            &serde_json::json!({"timestamp": t0 + i * 10_000_000, "attributes": {
+                "event_type": "auth.login.failed", "request_id": format!("r{i}"),
+                "source.address": format!("203.0.{}.{}", i / 250, i % 250 + 1)}})
+            .to_string(),
+        );
+        log.push('\n');
+    }
+    let log = dir.write("outage.jsonl", &log);
+    let o = cmd()
+        .args(["-vv", "replay", "--config", s(&config), s(&log)])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+    let _ = server.join();
+    expect_code(&o, 3);
+    let err = stderr(&o);
+    // The summary counts what the outage decided.
+    assert!(err.contains("decided by failures"), "{err}");
+    assert_eq!(summary_count(&err, "decided by failures"), 2 * N as u64, "{err}");
+    assert!(err.contains(&format!("{N} failed block writes")), "{err}");
+    // Coalesced diagnostics: a bounded number of lines, not one per
+    // request (2 000 lookups and 2 000 block writes failed).
+    let lines = err.lines().count();
+    assert!(lines < 60, "{lines} lines on standard error:\n{err}");
+    // Coalesced records: at most one per (fail mode, kind) per second of
+    // log time, plus the flush at the end; their counts add up to every
+    // failure.
+    let recs = records(&stdout(&o));
+    let failed = of(&recs, "evaluation_failed");
+    assert!(
+        !failed.is_empty() && failed.len() <= 2 * 3 * 22,
+        "{} evaluation_failed records",
+        failed.len()
+    );
+    let total: u64 = failed
+        .iter()
+        .map(|r| r["attributes"]["enforcement.failure_count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 2 * N as u64);
+    assert!(of(&recs, "block_applied").is_empty());
+}

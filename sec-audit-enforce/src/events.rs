@@ -231,7 +231,11 @@ impl LogProcessor for JsonlProcessor {
             span_id: trace.map(|t| t.span_id.to_string()),
         };
         if let Err(e) = self.writer.write(&record) {
-            tracing::error!(kind = ?e.kind(), "writing an enforcement record failed");
+            crate::failure_coalescer::log_coalesced(
+                crate::failure_coalescer::Level::Error,
+                "writing an enforcement record failed",
+                &format!("{:?}", e.kind()),
+            );
         }
     }
 

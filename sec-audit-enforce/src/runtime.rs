@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::config::{Config, ConfigError};
 use crate::enforcer::Enforcer;
 use crate::events::{EnforcementEvent, EventEmitter, EventType, Sink};
+use crate::failure_coalescer::{log_coalesced, FailureReporter, FailureStats, Level};
 use crate::request::{DenyReason, IngressDecision, RequestView};
 use crate::stores::{self, Stores};
 
@@ -166,6 +167,10 @@ impl RuntimeBuilder {
                 &config.schema_version,
             ),
         });
+        let failures = Arc::new(FailureReporter::new(
+            Arc::clone(&emitter),
+            Arc::clone(&self.clock),
+        ));
         let enforcer = Enforcer::new(
             Arc::clone(&stores.blocks),
             policy,
@@ -175,7 +180,8 @@ impl RuntimeBuilder {
             Arc::clone(&self.clock),
             config.status_code,
             config.message.clone(),
-        );
+        )
+        .with_failures(Arc::clone(&failures));
         let resolver =
             ClientIpResolver::new(&config.trusted_proxy_cidrs, config.trusted_proxy_count)
                 .map_err(|e| ConfigError::Invalid {
@@ -189,6 +195,7 @@ impl RuntimeBuilder {
             blocks: stores.blocks,
             engine,
             emitter,
+            failures,
             clock: self.clock,
             config,
         })
@@ -216,6 +223,7 @@ pub struct Runtime {
     resolver: ClientIpResolver,
     fail_closed: Vec<Regex>,
     emitter: Arc<EventEmitter>,
+    failures: Arc<FailureReporter>,
     clock: Arc<dyn Clock>,
 }
 
@@ -261,12 +269,17 @@ impl Runtime {
         self.config.enabled
     }
 
+    /// An `evaluation_failed`, coalesced (`failure_coalescer`): at most one
+    /// record per fail mode and kind per second, with the count of what it
+    /// stands for.
     fn emit_failure(&self, fail_mode: &str, kind: &str) {
-        self.emitter.emit(
-            EnforcementEvent::new(EventType::EvaluationFailed, self.clock.now_ns())
-                .attr("enforcement.fail_mode", fail_mode)
-                .attr("error.type", kind),
-        );
+        self.failures.failed(fail_mode, kind);
+    }
+
+    /// How many outcomes failures decided so far (exact, whatever the
+    /// records coalesced).
+    pub fn failure_stats(&self) -> FailureStats {
+        self.failures.stats()
     }
 
     fn default_deny(&self, reason: DenyReason) -> IngressDecision {
@@ -286,7 +299,7 @@ impl Runtime {
         match catch_unwind(AssertUnwindSafe(|| self.ingress_inner(request))) {
             Ok(d) => d,
             Err(_) => {
-                tracing::error!("ingress check panicked");
+                log_coalesced(Level::Error, "ingress check panicked", "panic");
                 if self.config.fail_open {
                     self.emit_failure("open", "panic");
                     IngressDecision::Allow
@@ -361,9 +374,10 @@ impl Runtime {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(
-                        kind = e.kind(),
-                        "block store could not answer the ingress lookup"
+                    log_coalesced(
+                        Level::Warn,
+                        "block store could not answer the ingress lookup",
+                        e.kind(),
                     );
                     return if self.fail_closed.iter().any(|r| r.is_match(&request.path)) {
                         self.emit_failure("closed", e.kind());
@@ -385,15 +399,19 @@ impl Runtime {
         }
         let event = match synthetic_event(request, ip) {
             Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not build the synthetic ingress event");
+            Err(_) => {
+                log_coalesced(
+                    Level::Warn,
+                    "could not build the synthetic ingress event",
+                    "event_error",
+                );
                 return IngressDecision::Allow;
             }
         };
         let matches = match self.engine.evaluate(&event, true) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(kind = e.kind(), "ingress rule evaluation failed");
+                log_coalesced(Level::Warn, "ingress rule evaluation failed", e.kind());
                 return if self.config.fail_open {
                     self.emit_failure("open", e.kind());
                     IngressDecision::Allow
@@ -435,7 +453,8 @@ impl Runtime {
             let matches = match self.engine.evaluate(event, false) {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(kind = e.kind(), "egress evaluation failed");
+                    log_coalesced(Level::Warn, "egress evaluation failed", e.kind());
+                    self.emit_failure("open", e.kind());
                     return 0;
                 }
             };
@@ -449,7 +468,8 @@ impl Runtime {
                 .sum()
         }));
         outcome.unwrap_or_else(|_| {
-            tracing::error!("egress handling panicked; swallowed");
+            log_coalesced(Level::Error, "egress handling panicked; swallowed", "panic");
+            self.emit_failure("open", "panic");
             0
         })
     }
@@ -501,7 +521,10 @@ impl Runtime {
             ttl: req.ttl,
             metadata,
         };
-        Ok(self.enforcer.write_block(&new)?)
+        self.enforcer.write_block(&new).map_err(|e| {
+            self.enforcer.failures().block_write_failed(e.kind());
+            BlockApiError::Store(e)
+        })
     }
 
     /// Removes a scope's blocks from every tier; emits `block_revoked` when
@@ -554,9 +577,19 @@ impl Runtime {
         Ok(self.blocks.active_temp_blocks(scope_type)?)
     }
 
-    /// Flushes the event sink.
+    /// Emits the failure counts still held by the coalescer, then flushes
+    /// the event sink.
     pub fn flush(&self) {
+        self.failures.flush();
         self.emitter.flush();
+    }
+}
+
+impl Drop for Runtime {
+    /// Nothing is lost: suppressed failure counts are emitted on the way
+    /// out.
+    fn drop(&mut self) {
+        self.failures.flush();
     }
 }
 
