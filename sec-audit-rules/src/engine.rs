@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::config::RuleConfig;
 use crate::history::HistoryReader;
-use crate::rule::{Match, Rule, RuleContext, RuleError};
+use crate::rule::{HistoryContext, Match, Rule, RuleContext, RuleError};
 use crate::scope::{ScopeKey, ScopeRegistry};
 use crate::state::{Counters, HistoryRetention, HistoryStore, MemoryCounters, MemoryHistory};
 use crate::summary::{build_summary, Summary};
@@ -171,6 +171,13 @@ impl EngineBuilder {
                 if ctx.max_events == 0 {
                     return Err(bad("max_events must be > 0".into()));
                 }
+                if ctx.max_events > HistoryContext::MAX_EVENTS_CEILING {
+                    return Err(bad(format!(
+                        "max_events {} is above the ceiling of {} rows per history key",
+                        ctx.max_events,
+                        HistoryContext::MAX_EVENTS_CEILING
+                    )));
+                }
                 if let Some(s) = ctx.scopes.iter().find(|s| self.scopes.get(s).is_none()) {
                     return Err(bad(format!("unknown scope `{s}`")));
                 }
@@ -181,7 +188,11 @@ impl EngineBuilder {
                 r.window_seconds = r.window_seconds.max(ctx.window_seconds);
                 // A rule that asks for more rows than the default keeps must
                 // get them, or a high threshold could never be reached.
-                r.max_events_per_key = r.max_events_per_key.max(ctx.max_events);
+                // Never above the ceiling, whatever the options say.
+                r.max_events_per_key = r
+                    .max_events_per_key
+                    .max(ctx.max_events)
+                    .min(HistoryContext::MAX_EVENTS_CEILING);
             }
             registered.push(Registered {
                 event_types: rule.event_types().to_vec(),
