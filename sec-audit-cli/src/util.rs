@@ -14,7 +14,13 @@ use crate::error::CliError;
 /// Reads, parses and validates the configuration file (environment
 /// overrides applied: `SEC_AUDIT_REDIS_URL`, `DATABASE_URL`).
 pub fn load_config(path: &Path) -> Result<Config, CliError> {
-    Config::from_file(path).map_err(|e| CliError::from_config(path, &e))
+    let config = Config::from_file(path).map_err(|e| CliError::from_config(path, &e))?;
+    // The command knows only the built-in scopes: an unknown one is an
+    // error before anything connects.
+    config
+        .validate_scopes(&sec_audit_rules::ScopeRegistry::builtin())
+        .map_err(|e| CliError::from_config(path, &e))?;
+    Ok(config)
 }
 
 /// The first write error seen by a [`WatchedWriter`], shared with whoever

@@ -192,3 +192,62 @@ fn a_replay_during_a_redis_outage_counts_the_failures_and_exits_3() {
     assert_eq!(total, 2 * N as u64);
     assert!(of(&recs, "block_applied").is_empty());
 }
+
+#[test]
+fn configurations_that_would_disarm_are_errors_found_without_connecting() {
+    let dir = common::TempDir::new("disarm");
+    for (text, key) in [
+        (
+            "enabled = true\n[[rules]]\nbuiltin = \"brute_force_login\"\n[rule_actions]\nbrute_force_login = { scopes = [\"usr\"] }\n",
+            "rule_actions.brute_force_login.scopes",
+        ),
+        ("enabled = true\nblock_precedence = [\"usr\"]\n", "block_precedence"),
+        // A password in a bad URL is never echoed; nothing is contacted
+        // (these hosts would not answer).
+        ("redis_url = \"http://:s3cret@203.0.113.1:6379\"\n", "redis_url"),
+        ("redis_url = \"redis://:s3cret@127.0.0.1:99999\"\n", "redis_url"),
+        (
+            "redis_url = \"redis://127.0.0.1:1\"\ndatabase_url = \"mysql://app:s3cret@203.0.113.1/x\"\n",
+            "database_url",
+        ),
+        (
+            "enabled = true\n[[rules]]\nbuiltin = \"resource_enumeration\"\nthreshold = 5000\n",
+            "threshold",
+        ),
+    ] {
+        let config = dir.write("bad.toml", text);
+        let log = example("sample-audit.jsonl");
+        for args in [
+            vec!["check", "--config", s(&config)],
+            vec!["replay", "--config", s(&config), s(&log)],
+            vec!["blocks", "list", "--config", s(&config)],
+        ] {
+            let started = std::time::Instant::now();
+            let o = run(&args);
+            expect_code(&o, 2);
+            let all = stdout(&o) + &stderr(&o);
+            assert!(all.contains(key), "{args:?} should name `{key}`: {all}");
+            assert!(!all.contains("s3cret"), "{args:?} echoed a password: {all}");
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{args:?} took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_configuration_that_never_ends_is_refused_quickly() {
+    let started = std::time::Instant::now();
+    let o = run(&["check", "--config", "/dev/zero"]);
+    expect_code(&o, 2);
+    assert!(stdout(&o).contains("larger than"), "{}", stdout(&o));
+    let o = run(&["replay", "--config", "/dev/zero", "-"]);
+    expect_code(&o, 2);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -53,6 +53,14 @@ pub fn check(config: &Config) -> Vec<Finding> {
             message: e.to_string(),
         });
     }
+    // The built-in scopes: a configuration file cannot add custom ones.
+    if let Err(e) = config.validate_scopes(&sec_audit_rules::ScopeRegistry::builtin()) {
+        out.push(Finding {
+            id: "E001",
+            level: Level::Error,
+            message: e.to_string(),
+        });
+    }
     let registered: Option<BTreeSet<String>> = match resolve_rules(config) {
         Ok(r) => Some(r.rules.iter().map(|r| r.rule.name().to_string()).collect()),
         Err(e) => {

@@ -350,16 +350,16 @@ impl Config {
 
     /// Reads and parses a TOML file, then applies the environment overrides.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-            path: path.display().to_string(),
-            reason: e.kind().to_string(),
-        })?;
+        // Bounded: `/dev/zero` or a log given by mistake ends at once.
+        let text = crate::config_checks::read_bounded(path)?;
         let mut config = Self::from_toml_str(&text)?;
         config.base_dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         config.apply_env();
+        // The overrides are URLs too.
+        config.validate_urls()?;
         Ok(config)
     }
 
@@ -473,6 +473,7 @@ impl Config {
     /// both-or-neither proxy settings, `require_redis`, ranges.
     pub fn validate_fields(&self) -> Result<(), ConfigError> {
         self.fail_closed_path_regexes()?;
+        self.validate_urls()?;
         sec_audit_core::ClientIpResolver::new(&self.trusted_proxy_cidrs, self.trusted_proxy_count)
             .map_err(|e| {
                 let key = match e {

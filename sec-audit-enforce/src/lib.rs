@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod config;
+pub mod config_checks;
 pub mod enforcer;
 pub mod events;
 pub mod failure_coalescer;

@@ -114,9 +114,10 @@ impl RuntimeBuilder {
     pub fn build(self) -> Result<Runtime, BuildError> {
         let config = self.config;
         config.validate_fields()?;
-        let scopes = self
-            .scopes
-            .unwrap_or_default()
+        let registry = self.scopes.unwrap_or_default();
+        // Against the registry in use, custom scopes included.
+        config.validate_scopes(&registry)?;
+        let scopes = registry
             .with_block_precedence(&config.block_precedence)
             .map_err(|e| ConfigError::Invalid {
                 key: "block_precedence".into(),
