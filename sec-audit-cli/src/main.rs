@@ -239,22 +239,20 @@ fn append_output(output: Option<PathBuf>) -> OutputTarget {
 
 fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
-        Command::Replay(a) => {
-            replay::run(&replay::ReplayOptions {
-                config: a.config,
-                log: a.log,
-                output: a
-                    .output
-                    .map_or(OutputTarget::Stdout, |path| OutputTarget::File {
-                        path,
-                        append: false,
-                    }),
-                progress: !a.no_progress,
-                request_window: usize::try_from(a.request_window).unwrap_or(usize::MAX),
-                max_line_bytes: usize::try_from(a.max_line_bytes)
-                    .unwrap_or(replay::DEFAULT_MAX_LINE_BYTES),
-            })
-        }
+        Command::Replay(a) => replay::run(&replay::ReplayOptions {
+            config: a.config,
+            log: a.log,
+            output: a
+                .output
+                .map_or(OutputTarget::Stdout, |path| OutputTarget::File {
+                    path,
+                    append: false,
+                }),
+            progress: !a.no_progress,
+            request_window: usize::try_from(a.request_window).unwrap_or(usize::MAX),
+            max_line_bytes: usize::try_from(a.max_line_bytes)
+                .unwrap_or(replay::DEFAULT_MAX_LINE_BYTES),
+        }),
         Command::Check(a) => check_cmd::run(&a.config, a.live),
         Command::Blocks(BlocksCommand::List(a)) => {
             blocks::list(&a.config, a.scope.as_deref(), a.value.as_deref(), a.json)?;

@@ -21,15 +21,13 @@ pub fn is_closed(e: &io::Error) -> bool {
 /// other failure a run-time error.
 pub fn stdout(args: fmt::Arguments<'_>) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
-    out.write_fmt(args)
-        .and_then(|()| out.flush())
-        .map_err(|e| {
-            if is_closed(&e) {
-                CliError::Closed
-            } else {
-                CliError::runtime(format!("writing to standard output failed: {e}"))
-            }
-        })
+    out.write_fmt(args).and_then(|()| out.flush()).map_err(|e| {
+        if is_closed(&e) {
+            CliError::Closed
+        } else {
+            CliError::runtime(format!("writing to standard output failed: {e}"))
+        }
+    })
 }
 
 /// Writes to standard error; a failure (closed, full) is dropped: there is

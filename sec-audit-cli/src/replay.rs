@@ -497,7 +497,9 @@ mod tests {
     #[test]
     fn a_source_address_that_is_not_an_address_makes_no_ip_block() {
         for addr in ["999.1.1.1", "203.0.113.014", "not-an-ip"] {
-            let lines: Vec<String> = (0..5).map(|i| fail_from(i, &format!("r{i}"), addr)).collect();
+            let lines: Vec<String> = (0..5)
+                .map(|i| fail_from(i, &format!("r{i}"), addr))
+                .collect();
             let (stats, _, recs) = replay(&lines);
             assert!(
                 recs.iter()

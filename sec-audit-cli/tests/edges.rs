@@ -71,7 +71,10 @@ fn a_closed_standard_error_drops_diagnostics_and_keeps_the_status() {
     expect_code(&o, 0);
     assert!(!records(&stdout(&o)).is_empty());
     let memory = write_config("memory-err.toml", MEMORY);
-    let o = run_closed(&["blocks", "list", "--config", memory.to_str().unwrap()], false);
+    let o = run_closed(
+        &["blocks", "list", "--config", memory.to_str().unwrap()],
+        false,
+    );
     expect_code(&o, 0);
     assert_eq!(stdout(&o), "no active blocks\n");
     // A usage error with nowhere to say it still exits 2.
@@ -105,7 +108,10 @@ fn redis_that_goes_down_after_the_preflight() -> (String, std::thread::JoinHandl
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
                 return;
             }
-            let Some(n) = line.trim().strip_prefix('*').and_then(|n| n.parse::<usize>().ok())
+            let Some(n) = line
+                .trim()
+                .strip_prefix('*')
+                .and_then(|n| n.parse::<usize>().ok())
             else {
                 return;
             };
@@ -169,7 +175,11 @@ fn a_replay_during_a_redis_outage_counts_the_failures_and_exits_3() {
     let err = stderr(&o);
     // The summary counts what the outage decided.
     assert!(err.contains("decided by failures"), "{err}");
-    assert_eq!(summary_count(&err, "decided by failures"), 2 * N as u64, "{err}");
+    assert_eq!(
+        summary_count(&err, "decided by failures"),
+        2 * N as u64,
+        "{err}"
+    );
     assert!(err.contains(&format!("{N} failed block writes")), "{err}");
     // Coalesced diagnostics: a bounded number of lines, not one per
     // request (2 000 lookups and 2 000 block writes failed).
@@ -187,7 +197,11 @@ fn a_replay_during_a_redis_outage_counts_the_failures_and_exits_3() {
     );
     let total: u64 = failed
         .iter()
-        .map(|r| r["attributes"]["enforcement.failure_count"].as_u64().unwrap_or(0))
+        .map(|r| {
+            r["attributes"]["enforcement.failure_count"]
+                .as_u64()
+                .unwrap_or(0)
+        })
         .sum();
     assert_eq!(total, 2 * N as u64);
     assert!(of(&recs, "block_applied").is_empty());

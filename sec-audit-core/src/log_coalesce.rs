@@ -34,7 +34,9 @@ const LOG_SLOTS_MAX: usize = 256;
 /// How many occurrences the line logged now would stand for, or `None`
 /// when it is suppressed (counted for the next line).
 fn log_due(message: &'static str, kind: &str, now: Instant) -> Option<u64> {
-    let mut slots = LOG_SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut slots = LOG_SLOTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match slots
         .iter_mut()
         .find(|s| s.message == message && s.kind == kind)

@@ -82,9 +82,7 @@ fn redis_url_problem(url: &str) -> Option<String> {
     }
     let rest = &url[scheme.len() + 3..];
     if scheme.ends_with("unix") {
-        return rest
-            .is_empty()
-            .then(|| "names no socket path".to_string());
+        return rest.is_empty().then(|| "names no socket path".to_string());
     }
     let hp = host_port(rest);
     if hp.is_empty() || hp.starts_with(':') {
@@ -164,9 +162,7 @@ impl Config {
                     "unknown scope `{name}` (known: {})",
                     scopes.names().collect::<Vec<_>>().join(", ")
                 )),
-                Some(d) if !d.block_eligible() => {
-                    Some(format!("scope `{name}` cannot be blocked"))
-                }
+                Some(d) if !d.block_eligible() => Some(format!("scope `{name}` cannot be blocked")),
                 Some(_) => None,
             }
         };
@@ -249,9 +245,15 @@ mod tests {
                 .to_string()
         };
         let e = err("[rule_actions]\nbrute_force_login = { scopes = [\"usr\"] }");
-        assert!(e.contains("`rule_actions.brute_force_login.scopes`") && e.contains("`usr`"), "{e}");
+        assert!(
+            e.contains("`rule_actions.brute_force_login.scopes`") && e.contains("`usr`"),
+            "{e}"
+        );
         let e = err("block_precedence = [\"ip\", \"sesion\"]");
-        assert!(e.contains("`block_precedence`") && e.contains("`sesion`"), "{e}");
+        assert!(
+            e.contains("`block_precedence`") && e.contains("`sesion`"),
+            "{e}"
+        );
         let e = err("[rule_actions]\nx = { action = \"temp_block\", scopes = [\"route\"] }");
         assert!(e.contains("cannot be blocked"), "{e}");
         let ok = Config::from_toml_str(
@@ -262,10 +264,15 @@ mod tests {
         // A custom scope is known to the registry that has it.
         let mut custom = ScopeRegistry::builtin();
         custom
-            .add(sec_audit_rules::ScopeDef::custom("tenant", true, |_| vec![]))
+            .add(sec_audit_rules::ScopeDef::custom(
+                "tenant",
+                true,
+                |_| vec![],
+            ))
             .unwrap();
-        let c = Config::from_toml_str("[rule_actions]\nbrute_force_login = { scopes = [\"tenant\"] }")
-            .unwrap();
+        let c =
+            Config::from_toml_str("[rule_actions]\nbrute_force_login = { scopes = [\"tenant\"] }")
+                .unwrap();
         assert!(c.validate_scopes(&custom).is_ok());
         assert!(c.validate_scopes(&ScopeRegistry::builtin()).is_err());
     }

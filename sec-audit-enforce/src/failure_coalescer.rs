@@ -106,7 +106,11 @@ impl FailureCoalescer {
             .filter(|s| s.pending > 0)
             .map(|s| {
                 s.last_ns = now_ns;
-                (s.mode.clone(), s.kind.clone(), std::mem::take(&mut s.pending))
+                (
+                    s.mode.clone(),
+                    s.kind.clone(),
+                    std::mem::take(&mut s.pending),
+                )
             })
             .collect()
     }

@@ -468,7 +468,10 @@ fn an_outage_is_one_record_per_mode_and_kind_per_second_with_its_count() {
             .is_allow());
     }
     // The first is emitted at once; the rest are held and counted.
-    assert_eq!(failure_counts(&h), [("open".into(), "redis_error".into(), 1)]);
+    assert_eq!(
+        failure_counts(&h),
+        [("open".into(), "redis_error".into(), 1)]
+    );
     // Another fail mode is another key: its own first record.
     assert!(!h
         .rt
@@ -479,7 +482,10 @@ fn an_outage_is_one_record_per_mode_and_kind_per_second_with_its_count() {
     h.out.clear();
     h.clock.set_secs(T0 + 1.0);
     h.rt.ingress_check(&RequestView::new("GET", "/shop", "192.0.2.1"));
-    assert_eq!(failure_counts(&h), [("open".into(), "redis_error".into(), N)]);
+    assert_eq!(
+        failure_counts(&h),
+        [("open".into(), "redis_error".into(), N)]
+    );
     // Suppressed again, then a flush emits what is held: nothing is lost.
     h.out.clear();
     for _ in 0..7 {
@@ -487,9 +493,16 @@ fn an_outage_is_one_record_per_mode_and_kind_per_second_with_its_count() {
     }
     assert!(failure_counts(&h).is_empty());
     h.rt.flush();
-    assert_eq!(failure_counts(&h), [("open".into(), "redis_error".into(), 7)]);
+    assert_eq!(
+        failure_counts(&h),
+        [("open".into(), "redis_error".into(), 7)]
+    );
     h.rt.flush();
-    assert_eq!(failure_counts(&h).len(), 1, "a flush emits only what is held");
+    assert_eq!(
+        failure_counts(&h).len(),
+        1,
+        "a flush emits only what is held"
+    );
     let stats = h.rt.failure_stats();
     assert_eq!(stats.fail_open, N + 1 + 7);
     assert_eq!(stats.fail_closed, 1);
@@ -520,7 +533,11 @@ fn failed_block_writes_on_egress_are_coalesced_and_counted() {
     let total: u64 = out
         .of("audit.enforcement.evaluation_failed")
         .iter()
-        .map(|f| f["attributes"]["enforcement.failure_count"].as_u64().unwrap())
+        .map(|f| {
+            f["attributes"]["enforcement.failure_count"]
+                .as_u64()
+                .unwrap()
+        })
         .sum();
     assert_eq!(total, writes);
 }

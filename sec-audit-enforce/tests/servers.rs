@@ -73,7 +73,10 @@ impl PrivateRedis {
         loop {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("private redis-server on port {} exited: {status}", self.port);
+                    panic!(
+                        "private redis-server on port {} exited: {status}",
+                        self.port
+                    );
                 }
             }
             if let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(1)) {

@@ -330,7 +330,10 @@ mod tests {
             .err()
             .expect("an unreachable threshold is refused");
         let text = err.to_string();
-        assert!(text.contains("`threshold`") && text.contains("never be reached"), "{text}");
+        assert!(
+            text.contains("`threshold`") && text.contains("never be reached"),
+            "{text}"
+        );
         // At the ceiling it builds, and its rows stay within the ceiling.
         let table = json!({"builtin": "resource_enumeration",
                            "threshold": HistoryContext::MAX_EVENTS_CEILING});
