@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::{event, CountingStore, DownStore, Harness, TestRule, T0};
-use sec_audit_enforce::{DenyReason, IngressDecision, ManualBlock, RequestView, Stores};
+use sec_audit_enforce::{DenyReason, IngressDecision, ManualBlock, RequestView, Runtime, Stores};
 use sec_audit_rules::ActionKind;
 use sec_audit_store::MemoryBlockStore;
 use serde_json::{json, Value};
@@ -168,8 +168,24 @@ fn block_precedence_orders_scopes_and_action_scopes_filter() {
 enabled = true
 block_precedence = ["ip"]
 [rule_actions]
-t = { action = "temp_block", scopes = ["user", "ip", "route"], ttl = 60, status_code = 403, message = "go away" }
+t = { action = "temp_block", scopes = ["user", "ip"], ttl = 60, status_code = 403, message = "go away" }
 "#;
+    // Naming `route` (never block-eligible) in the scopes is a
+    // configuration error now, like an unknown scope.
+    let bad = sec_audit_enforce::Config::from_toml_str(
+        &toml.replace("\"user\", \"ip\"]", "\"user\", \"ip\", \"route\"]"),
+    )
+    .unwrap();
+    let err = Runtime::builder(bad)
+        .rule(Arc::new(TestRule::new("t")))
+        .sink(sec_audit_enforce::Sink::Discard)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`rule_actions.t.scopes`") && err.contains("route"),
+        "{err}"
+    );
     let h = Harness::with(toml, |b| b.rule(Arc::new(TestRule::new("t"))));
     h.rt.handle_event(&event(
         json!({"event_type": "x", "trigger": "yes", "source.address": "192.0.2.1",
@@ -183,7 +199,7 @@ t = { action = "temp_block", scopes = ["user", "ip", "route"], ttl = 60, status_
     assert_eq!(
         scopes,
         vec!["ip", "user"],
-        "route is never block-eligible; session not in the action"
+        "in precedence order; session not in the action"
     );
     assert!(applied
         .iter()
