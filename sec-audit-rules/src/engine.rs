@@ -7,6 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use sec_audit_core::log_coalesce::{log_coalesced, Level};
 use sec_audit_core::{AuditEvent, Clock, Scrubber, SystemClock};
 use serde_json::{Map, Value};
 
@@ -338,9 +339,10 @@ impl Engine {
         let (keys, summary) = match prepared {
             Ok(p) => p,
             Err(_) => {
-                tracing::error!(
-                    event_type,
-                    "building the event summary or scope keys panicked"
+                log_coalesced(
+                    Level::Error,
+                    "building the event summary or scope keys panicked",
+                    "panic",
                 );
                 return if self.options.fail_open {
                     Ok(Vec::new())
@@ -381,7 +383,13 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => {
                     self.rule_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(rule = %r.name, kind = e.kind(), error = %e, "rule evaluation failed; isolated");
+                    // Per event for a broken rule: coalesced, rule and kind
+                    // only (a rule's message may carry event data).
+                    log_coalesced(
+                        Level::Warn,
+                        "rule evaluation failed; isolated",
+                        &format!("{}: {}", r.name, e.kind()),
+                    );
                     if enforcement_only && !self.options.fail_open {
                         return Err(EngineError::RuleFailed {
                             rule: r.name.clone(),
@@ -399,10 +407,18 @@ impl Engine {
                     }
                     Ok(Ok(None)) => {}
                     Ok(Err(e)) => {
-                        tracing::warn!(rule = %r.name, kind = e.kind(), "history_attributes failed; ignored");
+                        log_coalesced(
+                            Level::Warn,
+                            "history_attributes failed; ignored",
+                            &format!("{}: {}", r.name, e.kind()),
+                        );
                     }
                     Err(_) => {
-                        tracing::warn!(rule = %r.name, "history_attributes panicked; ignored");
+                        log_coalesced(
+                            Level::Warn,
+                            "history_attributes panicked; ignored",
+                            &format!("{}: panic", r.name),
+                        );
                     }
                 }
             }
