@@ -7,14 +7,6 @@ use std::process::{Output, Stdio};
 
 use common::*;
 
-fn write_config(name: &str, text: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("sec-audit-edges-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// Runs `sec-audit ARGS…` with standard output (or standard error) a pipe
 /// whose reader is already closed: every write there fails with EPIPE, as
 /// in `sec-audit … | true`.
@@ -39,8 +31,9 @@ fn a_closed_standard_output_ends_quietly_with_141() {
     let config = example("quickstart.toml");
     let config = config.to_str().unwrap();
     let log = example("sample-audit.jsonl");
-    let memory = write_config("memory.toml", MEMORY);
-    let memory = memory.to_str().unwrap();
+    let dir = TempDir::new("closed_stdout");
+    let memory = dir.write("memory.toml", MEMORY);
+    let memory = s(&memory);
     for args in [
         vec!["replay", "--config", config, log.to_str().unwrap()],
         vec!["check", "--config", config],
@@ -70,11 +63,9 @@ fn a_closed_standard_error_drops_diagnostics_and_keeps_the_status() {
     );
     expect_code(&o, 0);
     assert!(!records(&stdout(&o)).is_empty());
-    let memory = write_config("memory-err.toml", MEMORY);
-    let o = run_closed(
-        &["blocks", "list", "--config", memory.to_str().unwrap()],
-        false,
-    );
+    let dir = TempDir::new("closed_stderr");
+    let memory = dir.write("memory.toml", MEMORY);
+    let o = run_closed(&["blocks", "list", "--config", s(&memory)], false);
     expect_code(&o, 0);
     assert_eq!(stdout(&o), "no active blocks\n");
     // A usage error with nowhere to say it still exits 2.
@@ -142,7 +133,7 @@ fn redis_that_goes_down_after_the_preflight() -> (String, std::thread::JoinHandl
 #[test]
 fn a_replay_during_a_redis_outage_counts_the_failures_and_exits_3() {
     let (url, server) = redis_that_goes_down_after_the_preflight();
-    let dir = common::TempDir::new("outage");
+    let dir = TempDir::new("outage");
     let config = dir.write(
         "outage.toml",
         &format!(
@@ -209,7 +200,7 @@ fn a_replay_during_a_redis_outage_counts_the_failures_and_exits_3() {
 
 #[test]
 fn configurations_that_would_disarm_are_errors_found_without_connecting() {
-    let dir = common::TempDir::new("disarm");
+    let dir = TempDir::new("disarm");
     for (text, key) in [
         (
             "enabled = true\n[[rules]]\nbuiltin = \"brute_force_login\"\n[rule_actions]\nbrute_force_login = { scopes = [\"usr\"] }\n",
