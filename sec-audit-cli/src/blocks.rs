@@ -16,7 +16,7 @@ use crate::util::{ellipsize, load_config, table, OutputTarget, WatchedWriter, Wr
 fn runtime(config_path: &Path, sink: Sink) -> Result<Runtime, CliError> {
     let config = load_config(config_path)?;
     if config.redis_url.trim().is_empty() {
-        eprintln!(
+        crate::errln!(
             "note: {} names no redis_url: blocks live in this process's memory only and are gone when the command exits",
             config_path.display()
         );
@@ -40,11 +40,8 @@ fn output_sink(output: &OutputTarget, watch: &WriteWatch) -> Result<Sink, CliErr
 }
 
 fn check_output(output: &OutputTarget, watch: &WriteWatch) -> Result<(), CliError> {
-    match watch.error() {
-        Some(e) => Err(CliError::runtime(format!(
-            "writing enforcement records to {} failed: {e}",
-            output.describe()
-        ))),
+    match watch.to_error(&output.describe()) {
+        Some(e) => Err(e),
         None => Ok(()),
     }
 }
@@ -88,7 +85,7 @@ pub fn add(config_path: &Path, output: &OutputTarget, req: &AddRequest) -> Resul
     rt.flush();
     drop(rt);
     check_output(output, &watch)?;
-    eprintln!(
+    crate::errln!(
         "blocked {}:{} ({}) by {}",
         entry.scope_type,
         entry.scope_value,
@@ -116,9 +113,9 @@ pub fn revoke(
     drop(rt);
     check_output(output, &watch)?;
     if removed == 0 {
-        eprintln!("no active block on {scope}:{value}: nothing revoked");
+        crate::errln!("no active block on {scope}:{value}: nothing revoked");
     } else {
-        eprintln!(
+        crate::errln!(
             "revoked {removed} entr{} for {scope}:{value} by {revoked_by}",
             if removed == 1 { "y" } else { "ies" }
         );
@@ -207,9 +204,9 @@ pub fn list(
         let arr: Vec<Value> = entries.iter().map(entry_json).collect();
         let text = serde_json::to_string_pretty(&Value::Array(arr))
             .map_err(|e| CliError::runtime(format!("encoding JSON: {e}")))?;
-        println!("{text}");
+        crate::outln!("{text}")?;
     } else {
-        print!("{}", render_table(&entries));
+        crate::out!("{}", render_table(&entries))?;
     }
     Ok(())
 }

@@ -249,8 +249,8 @@ pub fn run(config_path: &Path, live: bool) -> Result<u8, CliError> {
     let config = match crate::util::load_config(config_path) {
         Ok(c) => c,
         Err(e) => {
-            println!("E001 error: {e}");
-            eprintln!("check: 1 error, 0 warnings");
+            crate::outln!("E001 error: {e}")?;
+            crate::errln!("check: 1 error, 0 warnings");
             return Ok(EXIT_CONFIG);
         }
     };
@@ -274,10 +274,10 @@ pub fn run(config_path: &Path, live: bool) -> Result<u8, CliError> {
     }
     findings.sort_by(|a, b| b.level.cmp(&a.level).then(a.id.cmp(b.id)));
     for f in &findings {
-        println!("{}", crate::error::one_line(&f.to_string()));
+        crate::outln!("{}", crate::error::one_line(&f.to_string()))?;
     }
     for l in &live_lines {
-        println!("{}", crate::error::one_line(&l.to_string()));
+        crate::outln!("{}", crate::error::one_line(&l.to_string()))?;
     }
     let errors = findings.iter().filter(|f| f.level == Level::Error).count();
     let warnings = findings.len() - errors;
@@ -293,7 +293,7 @@ pub fn run(config_path: &Path, live: bool) -> Result<u8, CliError> {
             if live_errors == 1 { "" } else { "s" }
         ));
     }
-    eprintln!("{summary}");
+    crate::errln!("{summary}");
     Ok(if errors > 0 {
         EXIT_CONFIG
     } else if live_errors > 0 {

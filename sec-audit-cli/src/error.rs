@@ -5,6 +5,8 @@
 //! | 0 | the command completed (a replay that found attacks still exits 0) |
 //! | 1 | a run-time failure: reading the log, writing the output, a store or server that did not answer, a live check that found a problem |
 //! | 2 | a usage or configuration error: bad arguments, an unreadable or invalid configuration, a `check` that reports an error finding |
+//! | 3 | a replay that completed, but store failures decided some outcomes (fail-open / fail-closed decisions, failed block writes): counted in the summary |
+//! | 141 | standard output was closed by its reader (`… | head`): the command stopped quietly |
 
 use std::fmt;
 use std::path::Path;
@@ -17,6 +19,13 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_RUNTIME: u8 = 1;
 /// Exit status of a usage or configuration error.
 pub const EXIT_CONFIG: u8 = 2;
+/// Exit status when standard output was closed by its reader: 128 +
+/// SIGPIPE, what a shell reports for a command line tool stopped by a
+/// closed pipe.
+pub const EXIT_CLOSED: u8 = 141;
+/// Exit status of a replay that completed while store failures decided some
+/// of its outcomes (its summary counts them).
+pub const EXIT_STORE_FAILURES: u8 = 3;
 
 /// Why a command failed. Its message is one line naming the cause.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +34,9 @@ pub enum CliError {
     Config(String),
     /// An I/O, store or server failure (exit 1).
     Runtime(String),
+    /// Standard output was closed by its reader: stop quietly (exit 141,
+    /// no message).
+    Closed,
 }
 
 impl CliError {
@@ -39,6 +51,7 @@ impl CliError {
         match self {
             CliError::Config(_) => EXIT_CONFIG,
             CliError::Runtime(_) => EXIT_RUNTIME,
+            CliError::Closed => EXIT_CLOSED,
         }
     }
 
@@ -64,6 +77,7 @@ impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let msg = match self {
             CliError::Config(m) | CliError::Runtime(m) => m,
+            CliError::Closed => "standard output was closed",
         };
         f.write_str(&one_line(msg))
     }

@@ -8,6 +8,7 @@ pub mod check_cmd;
 pub mod error;
 pub mod lines;
 pub mod migrate;
+pub mod out;
 pub mod progress;
 pub mod replay;
 pub mod summary;

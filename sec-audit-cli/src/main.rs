@@ -17,6 +17,10 @@ Exit status:
      server that did not answer, a live check that found a problem
   2  usage or configuration error: bad arguments, an unreadable or invalid
      configuration (the message names the key), a check with an error finding
+  3  a replay that completed, but store failures decided some outcomes
+     (counted in its summary)
+  141  standard output was closed by its reader (`... | head`): stopped
+     quietly, no message
 
 Environment:
   SEC_AUDIT_REDIS_URL, DATABASE_URL  override the configuration's URLs
@@ -222,6 +226,8 @@ fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        // A closed standard error must not turn a diagnostic into a panic.
+        .log_internal_errors(false)
         .try_init();
 }
 
@@ -234,23 +240,20 @@ fn append_output(output: Option<PathBuf>) -> OutputTarget {
 
 fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
-        Command::Replay(a) => {
-            replay::run(&replay::ReplayOptions {
-                config: a.config,
-                log: a.log,
-                output: a
-                    .output
-                    .map_or(OutputTarget::Stdout, |path| OutputTarget::File {
-                        path,
-                        append: false,
-                    }),
-                progress: !a.no_progress,
-                request_window: usize::try_from(a.request_window).unwrap_or(usize::MAX),
-                max_line_bytes: usize::try_from(a.max_line_bytes)
-                    .unwrap_or(replay::DEFAULT_MAX_LINE_BYTES),
-            })?;
-            Ok(EXIT_OK)
-        }
+        Command::Replay(a) => replay::run(&replay::ReplayOptions {
+            config: a.config,
+            log: a.log,
+            output: a
+                .output
+                .map_or(OutputTarget::Stdout, |path| OutputTarget::File {
+                    path,
+                    append: false,
+                }),
+            progress: !a.no_progress,
+            request_window: usize::try_from(a.request_window).unwrap_or(usize::MAX),
+            max_line_bytes: usize::try_from(a.max_line_bytes)
+                .unwrap_or(replay::DEFAULT_MAX_LINE_BYTES),
+        }),
         Command::Check(a) => check_cmd::run(&a.config, a.live),
         Command::Blocks(BlocksCommand::List(a)) => {
             blocks::list(&a.config, a.scope.as_deref(), a.value.as_deref(), a.json)?;
@@ -315,7 +318,7 @@ fn parse() -> Result<Cli, ExitCode> {
                     }
                     msg.push_str(line);
                 }
-                eprintln!("sec-audit: {msg} (see --help)");
+                sec_audit_cli::errln!("sec-audit: {msg} (see --help)");
                 Err(ExitCode::from(error::EXIT_CONFIG))
             }
         },
@@ -330,8 +333,10 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // A closed standard output ends the command quietly.
+        Err(CliError::Closed) => ExitCode::from(error::EXIT_CLOSED),
         Err(e) => {
-            eprintln!("sec-audit: {e}");
+            sec_audit_cli::errln!("sec-audit: {e}");
             ExitCode::from(e.exit_code())
         }
     }

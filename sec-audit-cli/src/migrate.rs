@@ -41,7 +41,7 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
             .applied_migrations()
             .map_err(|e| CliError::runtime(format!("migrate {url}: {e}")))?
             .len();
-        println!("nothing to apply: {url} is up to date ({total} migrations applied)");
+        crate::outln!("nothing to apply: {url} is up to date ({total} migrations applied)")?;
         return Ok(());
     }
     // Names when the pending list matches what was applied, else versions.
@@ -51,12 +51,12 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
         applied
     };
     for n in &names {
-        println!("applied {n}");
+        crate::outln!("applied {n}")?;
     }
-    println!(
+    crate::outln!(
         "{} migration{} applied to {url}",
         names.len(),
         if names.len() == 1 { "" } else { "s" }
-    );
+    )?;
     Ok(())
 }

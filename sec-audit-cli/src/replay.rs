@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use sec_audit_core::{parse_line, AuditEvent, EventError, ManualClock};
-use sec_audit_enforce::{BuildError, Config, IngressDecision, RequestView, Runtime, Sink};
+use sec_audit_enforce::{
+    BuildError, Config, FailureStats, IngressDecision, RequestView, Runtime, Sink,
+};
 
-use crate::error::CliError;
+use crate::error::{CliError, EXIT_OK, EXIT_STORE_FAILURES};
 use crate::lines::{Line, LineReader};
 use crate::progress::Progress;
 use crate::summary::Tally;
@@ -66,6 +68,10 @@ pub struct Stats {
     pub dropped_events: u64,
     /// Events that went through the egress pass.
     pub egress_events: u64,
+    /// Outcomes that store (or other) failures decided: requests let
+    /// through or denied because the check failed, block writes that
+    /// failed. Filled by [`Replayer::finish`].
+    pub failures: FailureStats,
 }
 
 /// Why a parsed line is rejected, in words.
@@ -207,7 +213,8 @@ impl Replayer {
     pub fn finish(self) -> (Stats, Tally) {
         self.runtime.flush();
         let tally = self.tally();
-        let stats = self.stats;
+        let mut stats = self.stats;
+        stats.failures = self.runtime.failure_stats();
         drop(self.runtime);
         (stats, tally)
     }
@@ -220,8 +227,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Runs `sec-audit replay`. Prints the summary on standard error.
-pub fn run(opts: &ReplayOptions) -> Result<(), CliError> {
+/// Runs `sec-audit replay`. Prints the summary on standard error. Returns
+/// the exit status: [`EXIT_OK`], or [`EXIT_STORE_FAILURES`] when failures
+/// decided some outcomes (the summary counts them).
+pub fn run(opts: &ReplayOptions) -> Result<u8, CliError> {
     let mut config = load_config(&opts.config)?;
     let was_enabled = config.enabled;
     // Replay answers "what would have been blocked": it enforces whatever
@@ -263,14 +272,7 @@ pub fn run(opts: &ReplayOptions) -> Result<(), CliError> {
     )
     .map_err(|e| CliError::from_build(&opts.config, &e))?;
 
-    let output_failed = |watch: &WriteWatch| {
-        watch.error().map(|e| {
-            CliError::runtime(format!(
-                "writing enforcement records to {} failed: {e}",
-                opts.output.describe()
-            ))
-        })
-    };
+    let output_failed = |watch: &WriteWatch| watch.to_error(&opts.output.describe());
 
     let started = Instant::now();
     let mut progress = Progress::new(opts.progress && io::stderr().is_terminal(), total);
@@ -303,7 +305,7 @@ pub fn run(opts: &ReplayOptions) -> Result<(), CliError> {
         return Err(e);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    eprint!(
+    crate::err!(
         "{}",
         render_summary(
             &log_name,
@@ -314,7 +316,11 @@ pub fn run(opts: &ReplayOptions) -> Result<(), CliError> {
             elapsed
         )
     );
-    Ok(())
+    Ok(if stats.failures.any() {
+        EXIT_STORE_FAILURES
+    } else {
+        EXIT_OK
+    })
 }
 
 /// The summary printed at the end of a run.
@@ -372,6 +378,18 @@ pub fn render_summary(
         "  {:<20}{elapsed_secs:>10.2}s ({rate:.0} lines/s)",
         "time"
     );
+    let f = &stats.failures;
+    if f.any() {
+        let _ = writeln!(
+            s,
+            "  {:<20}{:>10}  (failed open {}, failed closed {}; {} failed block writes) — exit status 3",
+            "decided by failures",
+            f.fail_open + f.fail_closed,
+            f.fail_open,
+            f.fail_closed,
+            f.block_writes_failed
+        );
+    }
     s.push('\n');
     s.push_str(&tally.render());
     // Lines are trimmed of trailing spaces (empty notes).
@@ -468,6 +486,40 @@ mod tests {
             tally.count("brute_force_login", "ip", crate::summary::Outcome::Denied),
             1
         );
+    }
+
+    fn fail_from(i: i64, rid: &str, addr: &str) -> String {
+        json!({"timestamp": T0 + i * 1_000_000_000, "attributes": {"event_type": "auth.login.failed",
+               "request_id": rid, "source.address": addr, "user.name": "alice"}})
+        .to_string()
+    }
+
+    #[test]
+    fn a_source_address_that_is_not_an_address_makes_no_ip_block() {
+        for addr in ["999.1.1.1", "203.0.113.014", "not-an-ip"] {
+            let lines: Vec<String> = (0..5)
+                .map(|i| fail_from(i, &format!("r{i}"), addr))
+                .collect();
+            let (stats, _, recs) = replay(&lines);
+            assert!(
+                recs.iter()
+                    .all(|r| r["body"] != "audit.enforcement.block_applied"),
+                "{addr}: {recs:?}"
+            );
+            assert_eq!(stats.denied_requests, 0, "{addr}");
+        }
+    }
+
+    #[test]
+    fn an_address_with_a_port_blocks_the_canonical_address_ingress_matches() {
+        let mut lines: Vec<String> = (0..3)
+            .map(|i| fail_from(i, &format!("r{i}"), "[::1]:80"))
+            .collect();
+        // The same client logged without the port: ingress matches the block.
+        lines.push(fail_from(4, "r4", "::1"));
+        let (stats, _, recs) = replay(&lines);
+        assert_eq!(recs[0]["attributes"]["scope.value"], "::1", "{recs:?}");
+        assert_eq!(stats.denied_requests, 1);
     }
 
     #[test]

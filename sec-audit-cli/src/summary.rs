@@ -119,10 +119,16 @@ impl Tally {
             EventType::Blocked => (s("scope.type"), s("scope.value"), Outcome::Denied),
             EventType::BlockRevoked => (s("scope.type"), s("scope.value"), Outcome::Revoked),
             EventType::EvaluationFailed => {
+                // A coalesced record stands for `failure_count` failures.
+                let n = e
+                    .attributes
+                    .get(sec_audit_enforce::FAILURE_COUNT_ATTR)
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(1);
                 *self
                     .failures
                     .entry((s("enforcement.fail_mode"), s("error.type")))
-                    .or_default() += 1;
+                    .or_default() += n;
                 return;
             }
         };
@@ -218,6 +224,12 @@ mod tests {
                 .attr("enforcement.fail_mode", "open")
                 .attr("error.type", "redis_error"),
         );
+        t.record(
+            &EnforcementEvent::new(EventType::EvaluationFailed, 0)
+                .attr("enforcement.fail_mode", "open")
+                .attr("error.type", "redis_error")
+                .attr(sec_audit_enforce::FAILURE_COUNT_ATTR, 41),
+        );
         assert_eq!(t.count("brute_force_login", "ip", Outcome::TempBlock), 3);
         assert_eq!(
             t.count("sensitive_field_change", "user", Outcome::PermanentBlock),
@@ -229,7 +241,7 @@ mod tests {
         assert!(text.starts_with("rule "), "{text}");
         assert!(text.contains("brute_force_login"), "{text}");
         assert!(text.contains("203.0.113.1, 203.0.113.2"), "{text}");
-        assert!(text.contains("evaluation failures: 1 (fail_mode open, redis_error)"));
+        assert!(text.contains("evaluation failures: 42 (fail_mode open, redis_error)"));
         let row = &t.rows[&("brute_force_login".into(), "ip".into(), Outcome::TempBlock)];
         assert_eq!(row.distinct(), "2");
     }

@@ -14,7 +14,13 @@ use crate::error::CliError;
 /// Reads, parses and validates the configuration file (environment
 /// overrides applied: `SEC_AUDIT_REDIS_URL`, `DATABASE_URL`).
 pub fn load_config(path: &Path) -> Result<Config, CliError> {
-    Config::from_file(path).map_err(|e| CliError::from_config(path, &e))
+    let config = Config::from_file(path).map_err(|e| CliError::from_config(path, &e))?;
+    // The command knows only the built-in scopes: an unknown one is an
+    // error before anything connects.
+    config
+        .validate_scopes(&sec_audit_rules::ScopeRegistry::builtin())
+        .map_err(|e| CliError::from_config(path, &e))?;
+    Ok(config)
 }
 
 /// The first write error seen by a [`WatchedWriter`], shared with whoever
@@ -23,12 +29,32 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
 #[derive(Clone, Default)]
 pub struct WriteWatch {
     failed: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
     first: Arc<Mutex<Option<String>>>,
 }
 
 impl WriteWatch {
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the first failure was a closed pipe (the reader went away):
+    /// the command then stops quietly.
+    pub fn closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// The first failure as the command's error: [`CliError::Closed`] for a
+    /// closed pipe, else a run-time error naming `target`.
+    pub fn to_error(&self, target: &str) -> Option<CliError> {
+        if self.closed() {
+            return Some(CliError::Closed);
+        }
+        self.error().map(|e| {
+            CliError::runtime(format!(
+                "writing enforcement records to {target} failed: {e}"
+            ))
+        })
     }
 
     /// The first error, as text.
@@ -44,6 +70,9 @@ impl WriteWatch {
 
     fn record(&self, e: &io::Error) {
         if !self.failed.swap(true, Ordering::Relaxed) {
+            if crate::out::is_closed(e) {
+                self.closed.store(true, Ordering::Relaxed);
+            }
             if let Ok(mut g) = self.first.lock() {
                 *g = Some(e.to_string());
             }
@@ -52,7 +81,10 @@ impl WriteWatch {
 }
 
 /// A writer that records its first error in a [`WriteWatch`] and refuses
-/// further writes after it.
+/// further writes after it. A closed pipe is recorded, and that write and
+/// every later one are then discarded as written: the reader is gone, and
+/// the enforcement-record writer would otherwise log one error per record
+/// on the way out.
 pub struct WatchedWriter {
     inner: Box<dyn Write + Send>,
     watch: WriteWatch,
@@ -64,28 +96,56 @@ impl WatchedWriter {
     }
 }
 
+impl WatchedWriter {
+    /// What a write returns once the watch has failed.
+    fn refused(&self) -> io::Result<()> {
+        if self.watch.closed() {
+            Ok(())
+        } else {
+            Err(io::Error::other("an earlier write failed"))
+        }
+    }
+
+    /// Records `e`; a closed pipe becomes a discarded write.
+    fn failed_with(&self, e: io::Error) -> io::Result<()> {
+        self.watch.record(&e);
+        if self.watch.closed() {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    }
+}
+
 impl Write for WatchedWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.watch.failed() {
-            return Err(io::Error::other("an earlier write failed"));
+            return self.refused().map(|()| buf.len());
         }
-        self.inner.write(buf).inspect_err(|e| self.watch.record(e))
+        match self.inner.write(buf) {
+            Ok(n) => Ok(n),
+            Err(e) => self.failed_with(e).map(|()| buf.len()),
+        }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         if self.watch.failed() {
-            return Err(io::Error::other("an earlier write failed"));
+            return self.refused();
         }
-        self.inner
-            .write_all(buf)
-            .inspect_err(|e| self.watch.record(e))
+        match self.inner.write_all(buf) {
+            Ok(()) => Ok(()),
+            Err(e) => self.failed_with(e),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         if self.watch.failed() {
-            return Err(io::Error::other("an earlier write failed"));
+            return self.refused();
         }
-        self.inner.flush().inspect_err(|e| self.watch.record(e))
+        match self.inner.flush() {
+            Ok(()) => Ok(()),
+            Err(e) => self.failed_with(e),
+        }
     }
 }
 
@@ -301,8 +361,29 @@ mod tests {
         let watch = WriteWatch::default();
         let mut w = WatchedWriter::new(Box::new(Broken), watch.clone());
         assert!(!watch.failed());
-        assert!(w.write_all(b"x").is_err());
+        // A closed pipe: recorded, and the writes discarded quietly (the
+        // record writer would log every one of them otherwise).
+        assert!(w.write_all(b"x").is_ok());
         assert!(watch.failed());
         assert_eq!(watch.error().as_deref(), Some("pipe closed"));
+        assert!(watch.closed());
+        assert!(w.write_all(b"y").is_ok());
+        assert_eq!(watch.to_error("out"), Some(CliError::Closed));
+
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let watch = WriteWatch::default();
+        let mut w = WatchedWriter::new(Box::new(Full), watch.clone());
+        assert!(w.write_all(b"x").is_err());
+        assert!(w.write_all(b"x").is_err());
+        assert!(!watch.closed());
+        assert!(matches!(watch.to_error("out"), Some(CliError::Runtime(_))));
     }
 }

@@ -9,6 +9,7 @@
 pub mod client_ip;
 pub mod clock;
 pub mod event;
+pub mod log_coalesce;
 pub mod record;
 pub mod scrub;
 

@@ -4,9 +4,9 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use sec_audit_rules::{ActionKind, ScopeRegistry};
+use sec_audit_rules::ActionKind;
 
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::rules::resolve_rules;
 
 /// How serious a finding is.
@@ -54,17 +54,12 @@ pub fn check(config: &Config) -> Vec<Finding> {
             message: e.to_string(),
         });
     }
-    // The runtime builder also refuses unknown `block_precedence` scopes
-    // (found by the `config` fuzz target: `check` passed what did not build).
-    if let Err(e) = ScopeRegistry::default().with_block_precedence(&config.block_precedence) {
+    // The built-in scopes: a configuration file cannot add custom ones.
+    if let Err(e) = config.validate_scopes(&sec_audit_rules::ScopeRegistry::builtin()) {
         out.push(Finding {
             id: "E001",
             level: Level::Error,
-            message: ConfigError::Invalid {
-                key: "block_precedence".into(),
-                reason: e.to_string(),
-            }
-            .to_string(),
+            message: e.to_string(),
         });
     }
     let registered: Option<BTreeSet<String>> = match resolve_rules(config) {

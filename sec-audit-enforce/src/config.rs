@@ -424,10 +424,8 @@ impl Config {
 
     /// Reads and parses a TOML file, then applies the environment overrides.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-            path: path.display().to_string(),
-            reason: e.kind().to_string(),
-        })?;
+        // Bounded: `/dev/zero` or a log given by mistake ends at once.
+        let text = crate::config_checks::read_bounded(path)?;
         let mut config = Self::from_toml_str(&text)?;
         config.base_dir = path
             .parent()
@@ -435,6 +433,8 @@ impl Config {
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         config.redis_ca_file = config.redis_ca_file.map(|f| config.base_dir.join(f));
         config.apply_env();
+        // The overrides are URLs too.
+        config.validate_urls()?;
         Ok(config)
     }
 
@@ -553,6 +553,7 @@ impl Config {
     /// both-or-neither proxy settings, `require_redis`, ranges.
     pub fn validate_fields(&self) -> Result<(), ConfigError> {
         self.fail_closed_path_regexes()?;
+        self.validate_urls()?;
         sec_audit_core::ClientIpResolver::new(&self.trusted_proxy_cidrs, self.trusted_proxy_count)
             .map_err(|e| {
                 let key = match e {

@@ -8,6 +8,7 @@ use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError};
 use serde_json::Value;
 
 use crate::events::{rfc3339, EnforcementEvent, EventEmitter, EventType};
+use crate::failure_coalescer::FailureReporter;
 
 /// What applying one match did.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +40,7 @@ pub struct Enforcer {
     clock: Arc<dyn Clock>,
     default_status: u16,
     default_message: String,
+    failures: Arc<FailureReporter>,
 }
 
 impl Enforcer {
@@ -53,6 +55,10 @@ impl Enforcer {
         default_status: u16,
         default_message: String,
     ) -> Self {
+        let failures = Arc::new(FailureReporter::new(
+            Arc::clone(&emitter),
+            Arc::clone(&clock),
+        ));
         Enforcer {
             blocks,
             policy,
@@ -62,7 +68,20 @@ impl Enforcer {
             clock,
             default_status,
             default_message,
+            failures,
         }
+    }
+
+    /// Reports failed block writes through `failures` (the runtime's, so
+    /// its records are coalesced and counted with the others).
+    pub fn with_failures(mut self, failures: Arc<FailureReporter>) -> Self {
+        self.failures = failures;
+        self
+    }
+
+    /// Where failed block writes are reported.
+    pub fn failures(&self) -> &Arc<FailureReporter> {
+        &self.failures
     }
 
     pub fn policy(&self) -> &ActionPolicy {
@@ -125,7 +144,9 @@ impl Enforcer {
                     match self.write_block(&new) {
                         Ok(entry) => applied.blocks.push(entry),
                         Err(e) => {
-                            tracing::error!(rule = %m.rule_name, scope = scope.scope(), kind = e.kind(), "writing a block failed");
+                            // Coalesced: one record and one log line per
+                            // kind per second, counted exactly.
+                            self.failures.block_write_failed(e.kind());
                             applied.errors.push(e);
                         }
                     }

@@ -231,7 +231,11 @@ impl LogProcessor for JsonlProcessor {
             span_id: trace.map(|t| t.span_id.to_string()),
         };
         if let Err(e) = self.writer.write(&record) {
-            tracing::error!(kind = ?e.kind(), "writing an enforcement record failed");
+            crate::failure_coalescer::log_coalesced(
+                crate::failure_coalescer::Level::Error,
+                "writing an enforcement record failed",
+                &format!("{:?}", e.kind()),
+            );
         }
     }
 
@@ -405,12 +409,17 @@ impl EventEmitter {
         for f in subscribers {
             match catch_unwind(AssertUnwindSafe(|| f(&event))) {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(event_type = ty.as_str(), error = %e, "enforcement event subscriber failed; isolated")
-                }
-                Err(_) => tracing::warn!(
-                    event_type = ty.as_str(),
-                    "enforcement event subscriber panicked; isolated"
+                // Per event for a broken subscriber: coalesced, the event
+                // type only (its error text is the subscriber's own).
+                Ok(Err(_)) => crate::failure_coalescer::log_coalesced(
+                    crate::failure_coalescer::Level::Warn,
+                    "enforcement event subscriber failed; isolated",
+                    ty.as_str(),
+                ),
+                Err(_) => crate::failure_coalescer::log_coalesced(
+                    crate::failure_coalescer::Level::Warn,
+                    "enforcement event subscriber panicked; isolated",
+                    ty.as_str(),
                 ),
             }
         }

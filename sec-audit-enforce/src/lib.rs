@@ -6,9 +6,11 @@
 
 pub mod check;
 pub mod config;
+pub mod config_checks;
 pub mod egress_queue;
 pub mod enforcer;
 pub mod events;
+pub mod failure_coalescer;
 pub mod request;
 pub mod rules;
 pub mod runtime;
@@ -21,6 +23,7 @@ pub use config::{Config, ConfigError, PluginEntry, RuleEntry};
 pub use egress_queue::{EgressQueue, EgressQueueStats, QueueFull};
 pub use enforcer::{Applied, Enforcer};
 pub use events::{EnforcementEvent, EventEmitter, EventType, Sink};
+pub use failure_coalescer::{FailureReporter, FailureStats, FAILURE_COUNT_ATTR};
 pub use request::{DenyReason, IngressDecision, RequestView};
 pub use runtime::{BlockApiError, BuildError, ManualBlock, Runtime, RuntimeBuilder};
 pub use stores::Stores;

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 use crate::config::{Config, ConfigError};
 use crate::enforcer::Enforcer;
 use crate::events::{EnforcementEvent, EventEmitter, EventType, Sink};
+use crate::failure_coalescer::{log_coalesced, FailureReporter, FailureStats, Level};
 use crate::request::{seconds_left, DenyReason, IngressDecision, RequestView};
 use crate::stores::{self, Stores};
 
@@ -138,9 +139,10 @@ impl RuntimeBuilder {
     pub fn build(self) -> Result<Runtime, BuildError> {
         let config = self.config;
         config.validate_fields()?;
-        let scopes = self
-            .scopes
-            .unwrap_or_default()
+        let registry = self.scopes.unwrap_or_default();
+        // Against the registry in use, custom scopes included.
+        config.validate_scopes(&registry)?;
+        let scopes = registry
             .with_block_precedence(&config.block_precedence)
             .map_err(|e| ConfigError::Invalid {
                 key: "block_precedence".into(),
@@ -215,7 +217,12 @@ impl RuntimeBuilder {
                 &config.schema_version,
             ),
         });
-        let enforcer = Arc::new(Enforcer::new(
+        let failures = Arc::new(FailureReporter::new(
+            Arc::clone(&emitter),
+            Arc::clone(&self.clock),
+        ));
+        let enforcer = Arc::new(
+            Enforcer::new(
             Arc::clone(&stores.blocks),
             policy,
             Arc::clone(engine.scopes()),
@@ -224,7 +231,9 @@ impl RuntimeBuilder {
             Arc::clone(&self.clock),
             config.status_code,
             config.message.clone(),
-        ));
+        )
+            .with_failures(Arc::clone(&failures)),
+        );
         let resolver =
             ClientIpResolver::new(&config.trusted_proxy_cidrs, config.trusted_proxy_count)
                 .map_err(|e| ConfigError::Invalid {
@@ -241,6 +250,7 @@ impl RuntimeBuilder {
             offload_pass,
             engine,
             emitter,
+            failures,
             clock: self.clock,
             config,
         })
@@ -273,6 +283,7 @@ pub struct Runtime {
     resolver: ClientIpResolver,
     fail_closed: Vec<Regex>,
     emitter: Arc<EventEmitter>,
+    failures: Arc<FailureReporter>,
     clock: Arc<dyn Clock>,
 }
 
@@ -336,12 +347,17 @@ impl Runtime {
         self.async_blocks.first_active(&probe).await.map(|_| ())
     }
 
+    /// An `evaluation_failed`, coalesced (`failure_coalescer`): at most one
+    /// record per fail mode and kind per second, with the count of what it
+    /// stands for.
     fn emit_failure(&self, fail_mode: &str, kind: &str) {
-        self.emitter.emit(
-            EnforcementEvent::new(EventType::EvaluationFailed, self.clock.now_ns())
-                .attr("enforcement.fail_mode", fail_mode)
-                .attr("error.type", kind),
-        );
+        self.failures.failed(fail_mode, kind);
+    }
+
+    /// How many outcomes failures decided so far (exact, whatever the
+    /// records coalesced).
+    pub fn failure_stats(&self) -> FailureStats {
+        self.failures.stats()
     }
 
     fn default_deny(&self, reason: DenyReason) -> IngressDecision {
@@ -373,7 +389,7 @@ impl Runtime {
         match catch_unwind(AssertUnwindSafe(|| self.ingress_inner(request))) {
             Ok(d) => d,
             Err(_) => {
-                tracing::error!("ingress check panicked");
+                log_coalesced(Level::Error, "ingress check panicked", "panic");
                 self.unexpected_failure("panic")
             }
         }
@@ -401,7 +417,7 @@ impl Runtime {
         })
         .await;
         caught.unwrap_or_else(|| {
-            tracing::error!("ingress check panicked");
+            log_coalesced(Level::Error, "ingress check panicked", "panic");
             self.unexpected_failure("panic")
         })
     }
@@ -433,9 +449,10 @@ impl Runtime {
             {
                 Ok(outcome) => outcome,
                 Err(e) => {
-                    tracing::warn!(
-                        kind = e.kind(),
-                        "ingress rule pass did not finish on the blocking pool"
+                    log_coalesced(
+                        Level::Warn,
+                        "ingress rule pass did not finish on the blocking pool",
+                        e.kind(),
                     );
                     PassOutcome::Failed(e.kind())
                 }
@@ -538,9 +555,10 @@ impl Runtime {
             }
             Ok(None) => None,
             Err(e) => {
-                tracing::warn!(
-                    kind = e.kind(),
-                    "block store could not answer the ingress lookup"
+                log_coalesced(
+                    Level::Warn,
+                    "block store could not answer the ingress lookup",
+                    e.kind(),
                 );
                 Some(
                     if self.fail_closed.iter().any(|r| r.is_match(&request.path)) {
@@ -584,7 +602,8 @@ impl Runtime {
             let matches = match self.engine.evaluate(event, false) {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(kind = e.kind(), "egress evaluation failed");
+                    log_coalesced(Level::Warn, "egress evaluation failed", e.kind());
+                    self.emit_failure("open", e.kind());
                     return 0;
                 }
             };
@@ -598,7 +617,8 @@ impl Runtime {
                 .sum()
         }));
         outcome.unwrap_or_else(|_| {
-            tracing::error!("egress handling panicked; swallowed");
+            log_coalesced(Level::Error, "egress handling panicked; swallowed", "panic");
+            self.emit_failure("open", "panic");
             0
         })
     }
@@ -650,7 +670,10 @@ impl Runtime {
             ttl: req.ttl,
             metadata,
         };
-        Ok(self.enforcer.write_block(&new)?)
+        self.enforcer.write_block(&new).map_err(|e| {
+            self.enforcer.failures().block_write_failed(e.kind());
+            BlockApiError::Store(e)
+        })
     }
 
     /// Removes a scope's blocks from every tier; emits `block_revoked` when
@@ -703,9 +726,19 @@ impl Runtime {
         Ok(self.blocks.active_temp_blocks(scope_type)?)
     }
 
-    /// Flushes the event sink.
+    /// Emits the failure counts still held by the coalescer, then flushes
+    /// the event sink.
     pub fn flush(&self) {
+        self.failures.flush();
         self.emitter.flush();
+    }
+}
+
+impl Drop for Runtime {
+    /// Nothing is lost: suppressed failure counts are emitted on the way
+    /// out.
+    fn drop(&mut self) {
+        self.failures.flush();
     }
 }
 
@@ -728,15 +761,19 @@ fn ingress_pass(
 ) -> PassOutcome {
     let event = match synthetic_event(request, ip) {
         Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not build the synthetic ingress event");
+        Err(_) => {
+            log_coalesced(
+                Level::Warn,
+                "could not build the synthetic ingress event",
+                "event_error",
+            );
             return PassOutcome::Allow;
         }
     };
     let matches = match engine.evaluate(&event, true) {
         Ok(m) => m,
         Err(e) => {
-            tracing::warn!(kind = e.kind(), "ingress rule evaluation failed");
+            log_coalesced(Level::Warn, "ingress rule evaluation failed", e.kind());
             return PassOutcome::Failed(e.kind());
         }
     };

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::{event, CountingStore, DownStore, Harness, TestRule, T0};
-use sec_audit_enforce::{DenyReason, IngressDecision, ManualBlock, RequestView, Stores};
+use sec_audit_enforce::{DenyReason, IngressDecision, ManualBlock, RequestView, Runtime, Stores};
 use sec_audit_rules::ActionKind;
 use sec_audit_store::MemoryBlockStore;
 use serde_json::{json, Value};
@@ -170,8 +170,24 @@ fn block_precedence_orders_scopes_and_action_scopes_filter() {
 enabled = true
 block_precedence = ["ip"]
 [rule_actions]
-t = { action = "temp_block", scopes = ["user", "ip", "route"], ttl = 60, status_code = 403, message = "go away" }
+t = { action = "temp_block", scopes = ["user", "ip"], ttl = 60, status_code = 403, message = "go away" }
 "#;
+    // Naming `route` (never block-eligible) in the scopes is a
+    // configuration error now, like an unknown scope.
+    let bad = sec_audit_enforce::Config::from_toml_str(
+        &toml.replace("\"user\", \"ip\"]", "\"user\", \"ip\", \"route\"]"),
+    )
+    .unwrap();
+    let err = Runtime::builder(bad)
+        .rule(Arc::new(TestRule::new("t")))
+        .sink(sec_audit_enforce::Sink::Discard)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`rule_actions.t.scopes`") && err.contains("route"),
+        "{err}"
+    );
     let h = Harness::with(toml, |b| b.rule(Arc::new(TestRule::new("t"))));
     h.rt.handle_event(&event(
         json!({"event_type": "x", "trigger": "yes", "source.address": "192.0.2.1",
@@ -185,7 +201,7 @@ t = { action = "temp_block", scopes = ["user", "ip", "route"], ttl = 60, status_
     assert_eq!(
         scopes,
         vec!["ip", "user"],
-        "route is never block-eligible; session not in the action"
+        "in precedence order; session not in the action"
     );
     assert!(applied
         .iter()
@@ -415,7 +431,8 @@ fn store_outage_fails_open_by_default_and_closed_on_listed_paths() {
     for f in &failed {
         let a = attrs(f);
         assert_eq!(a["error.type"], "redis_error");
-        assert_eq!(a.len(), 4, "{a:?}");
+        assert_eq!(a["enforcement.failure_count"], 1);
+        assert_eq!(a.len(), 5, "{a:?}");
         let line = f.to_string();
         assert!(
             !line.contains("alice") && !line.contains("10.0.0.1"),
@@ -432,6 +449,117 @@ fn store_outage_fails_open_by_default_and_closed_on_listed_paths() {
     for _ in 0..5 {
         assert_eq!(h2.rt.handle_event(&event(fail_login("203.0.113.9"))), 0);
     }
+}
+
+fn down_harness(toml: &str) -> Harness {
+    Harness::with(toml, |b| {
+        let clock = Arc::new(sec_audit_core::ManualClock::at_secs(T0));
+        let mut s = Stores::memory(clock);
+        s.blocks = Arc::new(DownStore::default());
+        b.stores(s)
+    })
+}
+
+fn failure_counts(h: &Harness) -> Vec<(String, String, u64)> {
+    h.out
+        .of("audit.enforcement.evaluation_failed")
+        .iter()
+        .map(|f| {
+            let a = attrs(f);
+            (
+                a["enforcement.fail_mode"].as_str().unwrap().to_string(),
+                a["error.type"].as_str().unwrap().to_string(),
+                a["enforcement.failure_count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_outage_is_one_record_per_mode_and_kind_per_second_with_its_count() {
+    const N: u64 = 500;
+    let h = down_harness("enabled = true\nfail_closed_paths = [\"^/admin\"]");
+    // N failed lookups within one second of the runtime's clock.
+    for i in 0..N {
+        h.clock.set_secs(T0 + i as f64 * 0.001);
+        assert!(h
+            .rt
+            .ingress_check(&RequestView::new("GET", "/shop", "192.0.2.1"))
+            .is_allow());
+    }
+    // The first is emitted at once; the rest are held and counted.
+    assert_eq!(
+        failure_counts(&h),
+        [("open".into(), "redis_error".into(), 1)]
+    );
+    // Another fail mode is another key: its own first record.
+    assert!(!h
+        .rt
+        .ingress_check(&RequestView::new("GET", "/admin", "192.0.2.1"))
+        .is_allow());
+    assert_eq!(failure_counts(&h).len(), 2);
+    // A second later, the next failure carries the N-1 suppressed.
+    h.out.clear();
+    h.clock.set_secs(T0 + 1.0);
+    h.rt.ingress_check(&RequestView::new("GET", "/shop", "192.0.2.1"));
+    assert_eq!(
+        failure_counts(&h),
+        [("open".into(), "redis_error".into(), N)]
+    );
+    // Suppressed again, then a flush emits what is held: nothing is lost.
+    h.out.clear();
+    for _ in 0..7 {
+        h.rt.ingress_check(&RequestView::new("GET", "/shop", "192.0.2.1"));
+    }
+    assert!(failure_counts(&h).is_empty());
+    h.rt.flush();
+    assert_eq!(
+        failure_counts(&h),
+        [("open".into(), "redis_error".into(), 7)]
+    );
+    h.rt.flush();
+    assert_eq!(
+        failure_counts(&h).len(),
+        1,
+        "a flush emits only what is held"
+    );
+    let stats = h.rt.failure_stats();
+    assert_eq!(stats.fail_open, N + 1 + 7);
+    assert_eq!(stats.fail_closed, 1);
+}
+
+#[test]
+fn failed_block_writes_on_egress_are_coalesced_and_counted() {
+    let h = down_harness(BRUTE);
+    for i in 0..50 {
+        h.clock.set_secs(T0 + f64::from(i) * 0.01);
+        assert_eq!(h.rt.handle_event(&event(fail_login("203.0.113.9"))), 0);
+    }
+    let stats = h.rt.failure_stats();
+    assert!(stats.block_writes_failed > 0, "{stats:?}");
+    let before_flush = failure_counts(&h);
+    assert_eq!(before_flush.len(), 1, "{before_flush:?}");
+    h.rt.flush();
+    let total: u64 = failure_counts(&h).iter().map(|(_, _, n)| n).sum();
+    assert_eq!(total, stats.block_writes_failed);
+    // Dropping the runtime emits what a flush would have.
+    let h = down_harness(BRUTE);
+    for _ in 0..20 {
+        h.rt.handle_event(&event(fail_login("203.0.113.9")));
+    }
+    let writes = h.rt.failure_stats().block_writes_failed;
+    let out = h.out.clone();
+    drop(h);
+    let total: u64 = out
+        .of("audit.enforcement.evaluation_failed")
+        .iter()
+        .map(|f| {
+            f["attributes"]["enforcement.failure_count"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, writes);
 }
 
 #[test]

@@ -7,12 +7,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use sec_audit_core::log_coalesce::{log_coalesced, Level};
 use sec_audit_core::{AuditEvent, Clock, Scrubber, SystemClock};
 use serde_json::{Map, Value};
 
 use crate::config::RuleConfig;
 use crate::history::HistoryReader;
-use crate::rule::{Match, Rule, RuleContext, RuleError};
+use crate::rule::{HistoryContext, Match, Rule, RuleContext, RuleError};
 use crate::scope::{ScopeKey, ScopeRegistry};
 use crate::state::{Counters, HistoryRetention, HistoryStore, MemoryCounters, MemoryHistory};
 use crate::summary::{build_summary, Summary};
@@ -171,6 +172,13 @@ impl EngineBuilder {
                 if ctx.max_events == 0 {
                     return Err(bad("max_events must be > 0".into()));
                 }
+                if ctx.max_events > HistoryContext::MAX_EVENTS_CEILING {
+                    return Err(bad(format!(
+                        "max_events {} is above the ceiling of {} rows per history key",
+                        ctx.max_events,
+                        HistoryContext::MAX_EVENTS_CEILING
+                    )));
+                }
                 if let Some(s) = ctx.scopes.iter().find(|s| self.scopes.get(s).is_none()) {
                     return Err(bad(format!("unknown scope `{s}`")));
                 }
@@ -181,7 +189,11 @@ impl EngineBuilder {
                 r.window_seconds = r.window_seconds.max(ctx.window_seconds);
                 // A rule that asks for more rows than the default keeps must
                 // get them, or a high threshold could never be reached.
-                r.max_events_per_key = r.max_events_per_key.max(ctx.max_events);
+                // Never above the ceiling, whatever the options say.
+                r.max_events_per_key = r
+                    .max_events_per_key
+                    .max(ctx.max_events)
+                    .min(HistoryContext::MAX_EVENTS_CEILING);
             }
             registered.push(Registered {
                 event_types: rule.event_types().to_vec(),
@@ -327,9 +339,10 @@ impl Engine {
         let (keys, summary) = match prepared {
             Ok(p) => p,
             Err(_) => {
-                tracing::error!(
-                    event_type,
-                    "building the event summary or scope keys panicked"
+                log_coalesced(
+                    Level::Error,
+                    "building the event summary or scope keys panicked",
+                    "panic",
                 );
                 return if self.options.fail_open {
                     Ok(Vec::new())
@@ -370,7 +383,13 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => {
                     self.rule_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(rule = %r.name, kind = e.kind(), error = %e, "rule evaluation failed; isolated");
+                    // Per event for a broken rule: coalesced, rule and kind
+                    // only (a rule's message may carry event data).
+                    log_coalesced(
+                        Level::Warn,
+                        "rule evaluation failed; isolated",
+                        &format!("{}: {}", r.name, e.kind()),
+                    );
                     if enforcement_only && !self.options.fail_open {
                         return Err(EngineError::RuleFailed {
                             rule: r.name.clone(),
@@ -388,10 +407,18 @@ impl Engine {
                     }
                     Ok(Ok(None)) => {}
                     Ok(Err(e)) => {
-                        tracing::warn!(rule = %r.name, kind = e.kind(), "history_attributes failed; ignored");
+                        log_coalesced(
+                            Level::Warn,
+                            "history_attributes failed; ignored",
+                            &format!("{}: {}", r.name, e.kind()),
+                        );
                     }
                     Err(_) => {
-                        tracing::warn!(rule = %r.name, "history_attributes panicked; ignored");
+                        log_coalesced(
+                            Level::Warn,
+                            "history_attributes panicked; ignored",
+                            &format!("{}: panic", r.name),
+                        );
                     }
                 }
             }

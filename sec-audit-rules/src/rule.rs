@@ -54,6 +54,11 @@ pub struct HistoryContext {
 impl HistoryContext {
     pub const DEFAULT_WINDOW_SECONDS: f64 = 900.0;
     pub const DEFAULT_MAX_EVENTS: usize = 100;
+    /// The hard ceiling on `max_events`, and so on the rows kept per
+    /// history key, whatever a rule or its thresholds ask: every rule read
+    /// scans at most this many rows, so replay stays linear in the log. A
+    /// rule asking for more is a configuration error, never a silent cut.
+    pub const MAX_EVENTS_CEILING: usize = 1000;
 
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Self {
         HistoryContext {

@@ -7,6 +7,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use sec_audit_core::client_ip::parse_ip_token;
 use sec_audit_core::event::value_text;
 use sec_audit_core::AuditEvent;
 
@@ -144,14 +145,22 @@ impl ScopeDef {
             }
             Extract::Session => push(&event.session_id()),
             Extract::Ip => {
+                // Read exactly as the ingress check reads a peer address
+                // (`parse_ip_token`, then canonical), so a block written
+                // here is one ingress can match. Text that is not an
+                // address (`999.1.1.1`, `203.0.113.014`) gives no ip scope
+                // at all, as at ingress.
                 let raw = event.srcip();
-                match raw.trim().parse::<IpAddr>() {
-                    // An IPv4 address parses only from its canonical text
-                    // (four decimal octets, no leading zeros): no need to
-                    // format it again.
-                    Ok(IpAddr::V4(_)) => push(&raw),
-                    Ok(ip) => push(&canonical_ip(ip).to_string()),
-                    Err(_) => push(&raw),
+                let t = raw.trim();
+                match parse_ip_token(t) {
+                    // Bare digits and dots parse only from the canonical
+                    // IPv4 text (four decimal octets, no leading zeros): no
+                    // need to format it again.
+                    Some(IpAddr::V4(_)) if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+                        push(t)
+                    }
+                    Some(ip) => push(&canonical_ip(ip).to_string()),
+                    None => {}
                 }
             }
             Extract::Route => push(&event.text("route")),
@@ -373,6 +382,35 @@ mod tests {
         assert_eq!(keys[0].value(), "2001:db8::1");
         let keys = r.extract(&ev(json!({"event_type": "x", "srcip": "::ffff:10.0.0.1"})));
         assert_eq!(keys[0].value(), "10.0.0.1");
+    }
+
+    #[test]
+    fn ip_scope_reads_the_address_as_ingress_does() {
+        // Egress and ingress must meet on one key: the same text gives the
+        // same canonical address as `ClientIpResolver` (the ingress check),
+        // or no ip scope at all when ingress would have none.
+        let r = ScopeRegistry::builtin();
+        let resolver = sec_audit_core::ClientIpResolver::direct();
+        for text in [
+            "999.1.1.1",
+            "[::1]:80",
+            "203.0.113.014",
+            "1.2.3.4:8080",
+            "'198.51.100.7'",
+            "::ffff:10.0.0.1",
+            "not an ip",
+            "1.2.3",
+        ] {
+            let keys = r.extract(&ev(json!({"event_type": "x", "srcip": text})));
+            let egress = keys
+                .iter()
+                .find(|k| k.scope() == "ip")
+                .map(|k| k.value().to_string());
+            let ingress = resolver.resolve(text, None).map(|ip| ip.to_string());
+            assert_eq!(egress, ingress, "{text}");
+        }
+        let keys = r.extract(&ev(json!({"event_type": "x", "srcip": "[::1]:80"})));
+        assert_eq!(keys[0].to_string(), "ip:::1");
     }
 
     #[test]

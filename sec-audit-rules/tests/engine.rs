@@ -352,6 +352,19 @@ fn builder_rejects_bad_registrations() {
         Engine::builder().rule(Arc::new(zero)).build(),
         Err(EngineError::BadHistoryContext { .. })
     ));
+    // Rows per history key have a hard ceiling whatever a rule asks.
+    let mut huge = Probe::new("h", Behavior::Match);
+    huge.context =
+        Some(HistoryContext::new(["ip"]).max_events(HistoryContext::MAX_EVENTS_CEILING + 1));
+    let err = Engine::builder().rule(Arc::new(huge)).build().unwrap_err();
+    assert!(
+        matches!(err, EngineError::BadHistoryContext { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("ceiling"), "{err}");
+    let mut at = Probe::new("a", Behavior::Match);
+    at.context = Some(HistoryContext::new(["ip"]).max_events(HistoryContext::MAX_EVENTS_CEILING));
+    assert!(Engine::builder().rule(Arc::new(at)).build().is_ok());
 }
 
 #[test]

@@ -24,7 +24,13 @@ pub const DEFAULT_COUNTER_TTL: u64 = 86_400;
 pub const HISTORY_TTL_MARGIN: u64 = 60;
 
 fn degraded(operation: &'static str, err: &StoreError) {
-    tracing::warn!(operation, error = %err, kind = err.kind(), "redis detection state degraded");
+    // Once per call during an outage: coalesced (one line per kind per
+    // second, with a count), and the kind only, never the message.
+    sec_audit_core::log_coalesce::log_coalesced(
+        sec_audit_core::log_coalesce::Level::Warn,
+        "redis detection state degraded",
+        &format!("{operation}: {}", err.kind()),
+    );
 }
 
 /// A counter is a hash `{v: value, x: expires_at}`: `x` is the window's end

@@ -29,6 +29,18 @@ pub struct ResourceEnumeration {
 impl ResourceEnumeration {
     pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
         let threshold = p.non_negative("threshold", 20.0)?;
+        // Distinct paths are counted over at most the history ceiling's
+        // rows: a higher threshold could never be reached (and used to
+        // lift the row cap, making every read scan an unbounded history).
+        if threshold > HistoryContext::MAX_EVENTS_CEILING as f64 {
+            return Err(p.bad(
+                "threshold",
+                format!(
+                    "{threshold} can never be reached: distinct paths are counted over at most {} history rows per ip",
+                    HistoryContext::MAX_EVENTS_CEILING
+                ),
+            ));
+        }
         let window = p.seconds("window_seconds", 300)?;
         // Enough rows to see `threshold` distinct paths (saturating cast).
         let max_events = (threshold.ceil() as usize).max(HistoryContext::DEFAULT_MAX_EVENTS);
@@ -307,6 +319,29 @@ mod tests {
         }
         assert!(kit.eval(&hit("1.1.1.1", ROUTE, &account(1))).is_empty());
         assert_eq!(kit.eval(&hit("1.1.1.1", ROUTE, &account(2))).len(), 1);
+    }
+
+    #[test]
+    fn a_threshold_above_the_history_ceiling_is_an_error_naming_it() {
+        use crate::rule::HistoryContext;
+        let over = HistoryContext::MAX_EVENTS_CEILING + 1;
+        let table = json!({"builtin": "resource_enumeration", "threshold": over});
+        let err = crate::builtin::build(table.as_object().unwrap())
+            .err()
+            .expect("an unreachable threshold is refused");
+        let text = err.to_string();
+        assert!(
+            text.contains("`threshold`") && text.contains("never be reached"),
+            "{text}"
+        );
+        // At the ceiling it builds, and its rows stay within the ceiling.
+        let table = json!({"builtin": "resource_enumeration",
+                           "threshold": HistoryContext::MAX_EVENTS_CEILING});
+        let rule = crate::builtin::build(table.as_object().unwrap()).unwrap();
+        assert_eq!(
+            rule.history_context().unwrap().max_events,
+            HistoryContext::MAX_EVENTS_CEILING
+        );
     }
 
     #[test]
