@@ -1,0 +1,4 @@
+pub mod auth;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
