@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -45,6 +46,8 @@ const QUEUE_FULL_RETRY_AFTER: &str = "1";
 pub struct ShutdownReport {
     /// Events still queued at the drain deadline (0: nothing lost).
     pub lost: usize,
+    /// Events queued when the shutdown signal came.
+    pub queued_at_signal: usize,
     pub accepted: u64,
     pub processed: u64,
     pub dropped: u64,
@@ -224,8 +227,11 @@ impl Server {
         let timeout = state.config.shutdown_timeout;
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let st = Arc::clone(&state);
+        let at_signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let at = Arc::clone(&at_signal);
         let signal = async move {
             shutdown.await;
+            at.store(st.queue.depth(), Ordering::SeqCst);
             st.draining.store(true, Ordering::SeqCst);
             tracing::info!("shutting down: no new connections, draining");
             let _ = tx.send(true);
@@ -253,6 +259,7 @@ impl Server {
         }
         Ok(ShutdownReport {
             lost,
+            queued_at_signal: at_signal.load(Ordering::SeqCst),
             accepted: stats.accepted,
             processed: stats.processed,
             dropped: stats.dropped,
@@ -647,12 +654,12 @@ struct ListQuery {
 async fn list_blocks(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
-    query: Option<Query<ListQuery>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Reply {
     if let Some(r) = block_gate(&s, &headers, false) {
         return r;
     }
-    let Some(Query(q)) = query else {
+    let Ok(Query(q)) = query else {
         return text(StatusCode::BAD_REQUEST, "bad query string\n");
     };
     let scope = q.scope.filter(|v| !v.is_empty());
@@ -710,7 +717,7 @@ async fn add_block(State(s): State<Arc<AppState>>, req: Request) -> Reply {
                 StatusCode::BAD_REQUEST,
                 format!(
                     "expected JSON {{scope, value, ttl?, reason, status_code?, message?}}: {}\n",
-                    e.classify_message()
+                    e
                 ),
             )
         }
@@ -751,16 +758,17 @@ struct RevokeQuery {
 async fn revoke_block(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
-    path: Option<Path<(String, String)>>,
-    query: Option<Query<RevokeQuery>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<RevokeQuery>, QueryRejection>,
 ) -> Reply {
     if let Some(r) = block_gate(&s, &headers, true) {
         return r;
     }
-    let Some(Path((scope, value))) = path else {
+    let Ok(Path((scope, value))) = path else {
         return text(StatusCode::BAD_REQUEST, "bad scope or value\n");
     };
     let reason = query
+        .ok()
         .and_then(|Query(q)| q.reason)
         .filter(|r| !r.trim().is_empty());
     let Some(reason) = reason else {
