@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod config;
+pub mod egress_queue;
 pub mod enforcer;
 pub mod events;
 pub mod request;
@@ -17,6 +18,7 @@ pub mod tower;
 
 pub use check::{check, Finding, Level};
 pub use config::{Config, ConfigError, PluginEntry, RuleEntry};
+pub use egress_queue::{EgressQueue, EgressQueueStats, QueueFull};
 pub use enforcer::{Applied, Enforcer};
 pub use events::{EnforcementEvent, EventEmitter, EventType, Sink};
 pub use request::{DenyReason, IngressDecision, RequestView};

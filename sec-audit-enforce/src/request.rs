@@ -81,6 +81,23 @@ impl<'a> RequestView<'a> {
         self.body = Some(Cow::Owned(body));
         self
     }
+    /// The same view owning all of its data (to move it to another thread).
+    pub fn into_owned(self) -> RequestView<'static> {
+        fn own(c: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(c.into_owned())
+        }
+        RequestView {
+            method: own(self.method),
+            path: own(self.path),
+            peer_addr: own(self.peer_addr),
+            forwarded_for: self.forwarded_for.map(own),
+            user_id: self.user_id.map(own),
+            session_id: self.session_id.map(own),
+            request_id: self.request_id.map(own),
+            body: self.body.map(|b| Cow::Owned(b.into_owned())),
+        }
+    }
+
     /// The parsed body, borrowed.
     pub fn with_body_ref(mut self, body: &'a Map<String, Value>) -> Self {
         self.body = Some(Cow::Borrowed(body));
@@ -114,11 +131,36 @@ pub enum IngressDecision {
         /// Sent as `text/plain`.
         message: String,
         reason: DenyReason,
+        /// Whole seconds left (rounded up, at least 1) of the temporary
+        /// block that denied — the request's own block, or the one a rule
+        /// match just applied. `None` for permanent blocks, matches that
+        /// applied no temporary block, and failures.
+        retry_after: Option<u64>,
     },
 }
 
 impl IngressDecision {
     pub fn is_allow(&self) -> bool {
         matches!(self, IngressDecision::Allow)
+    }
+
+    /// The `Retry-After` seconds of a deny by a temporary block.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            IngressDecision::Deny { retry_after, .. } => *retry_after,
+            IngressDecision::Allow => None,
+        }
+    }
+}
+
+/// Seconds left until `expires_at` at `now`, rounded up, at least 1.
+pub fn seconds_left(expires_at: f64, now: f64) -> u64 {
+    let left = (expires_at - now).ceil();
+    if left.is_nan() || left < 1.0 {
+        1
+    } else if left >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        left as u64
     }
 }

@@ -3,20 +3,24 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use regex::Regex;
 use sec_audit_core::{AuditEvent, ClientIpResolver, Clock, Scrubber, SystemClock};
 use sec_audit_rules::engine::INGRESS_EVENT_TYPE;
 use sec_audit_rules::{ActionPolicy, Engine, EngineOptions, Rule, ScopeKey, ScopeRegistry};
+use sec_audit_store::aio::{AsyncBlockStore, BlockingPool, LocalBlocks, OffloadedBlocks};
 use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, ConfigError};
 use crate::enforcer::Enforcer;
 use crate::events::{EnforcementEvent, EventEmitter, EventType, Sink};
-use crate::request::{DenyReason, IngressDecision, RequestView};
+use crate::request::{seconds_left, DenyReason, IngressDecision, RequestView};
 use crate::stores::{self, Stores};
 
 /// Why the runtime could not be built.
@@ -70,7 +74,12 @@ pub struct RuntimeBuilder {
     extra_rules: Vec<Arc<dyn Rule>>,
     scopes: Option<ScopeRegistry>,
     scrubber: Scrubber,
+    async_blocks: Option<Arc<dyn AsyncBlockStore>>,
+    blocking: Option<BlockingPool>,
 }
+
+/// Threads of the default blocking pool of the async ingress check.
+pub const DEFAULT_BLOCKING_THREADS: usize = 16;
 
 impl RuntimeBuilder {
     /// The clock for rules, stores and events (default: the system clock).
@@ -109,6 +118,22 @@ impl RuntimeBuilder {
         self.scrubber = scrubber;
         self
     }
+    /// The async block lookup of [`Runtime::ingress_check_async`] (default:
+    /// the async Redis or tiered lookup of the configured stores; with
+    /// explicit [`Stores`], their block store called inline when it answers
+    /// from memory, else on the blocking pool). Must see the same blocks as
+    /// the sync store.
+    pub fn async_blocks(mut self, blocks: Arc<dyn AsyncBlockStore>) -> Self {
+        self.async_blocks = Some(blocks);
+        self
+    }
+    /// The bounded pool the async ingress check runs synchronous work on
+    /// (default: [`DEFAULT_BLOCKING_THREADS`] at a time, each caller waiting
+    /// at most `command_timeout_ms` for a thread and the result).
+    pub fn blocking_pool(mut self, pool: BlockingPool) -> Self {
+        self.blocking = Some(pool);
+        self
+    }
 
     pub fn build(self) -> Result<Runtime, BuildError> {
         let config = self.config;
@@ -123,12 +148,34 @@ impl RuntimeBuilder {
             })?;
 
         let resolved = crate::rules::resolve_rules(&config)?;
-        let stores = match self.stores {
-            Some(s) => s,
+        let blocking = self.blocking.unwrap_or_else(|| {
+            BlockingPool::new(
+                DEFAULT_BLOCKING_THREADS,
+                Duration::from_millis(config.command_timeout_ms),
+            )
+        });
+        // Whether the stores do I/O: then the async check runs the ingress
+        // rule pass (counters, history) on the blocking pool.
+        let (stores, built_async, offload_pass) = match self.stores {
+            Some(s) => {
+                let local = s.blocks.answers_locally();
+                let blocks: Arc<dyn AsyncBlockStore> = if local {
+                    Arc::new(LocalBlocks(Arc::clone(&s.blocks)))
+                } else {
+                    Arc::new(OffloadedBlocks {
+                        store: Arc::clone(&s.blocks),
+                        pool: blocking.clone(),
+                    })
+                };
+                (s, blocks, !local)
+            }
             None => {
-                stores::from_config(&config, Arc::clone(&self.clock)).map_err(BuildError::Store)?
+                let built = stores::build(&config, Arc::clone(&self.clock), &blocking)
+                    .map_err(BuildError::Store)?;
+                (built.stores, built.async_blocks, built.remote)
             }
         };
+        let async_blocks = self.async_blocks.unwrap_or(built_async);
 
         let mut builder = Engine::builder()
             .clock(Arc::clone(&self.clock))
@@ -146,9 +193,11 @@ impl RuntimeBuilder {
         for r in self.extra_rules {
             builder = builder.rule(r);
         }
-        let engine = builder
-            .build()
-            .map_err(|e| ConfigError::Rule(format!("rules: {e}")))?;
+        let engine = Arc::new(
+            builder
+                .build()
+                .map_err(|e| ConfigError::Rule(format!("rules: {e}")))?,
+        );
 
         let policy = ActionPolicy {
             rule_actions: config.rule_actions.clone(),
@@ -166,7 +215,7 @@ impl RuntimeBuilder {
                 &config.schema_version,
             ),
         });
-        let enforcer = Enforcer::new(
+        let enforcer = Arc::new(Enforcer::new(
             Arc::clone(&stores.blocks),
             policy,
             Arc::clone(engine.scopes()),
@@ -175,7 +224,7 @@ impl RuntimeBuilder {
             Arc::clone(&self.clock),
             config.status_code,
             config.message.clone(),
-        );
+        ));
         let resolver =
             ClientIpResolver::new(&config.trusted_proxy_cidrs, config.trusted_proxy_count)
                 .map_err(|e| ConfigError::Invalid {
@@ -187,6 +236,9 @@ impl RuntimeBuilder {
             resolver,
             enforcer,
             blocks: stores.blocks,
+            async_blocks,
+            blocking,
+            offload_pass,
             engine,
             emitter,
             clock: self.clock,
@@ -210,9 +262,14 @@ thread_local! {
 /// `&self` and none panics into the caller.
 pub struct Runtime {
     config: Config,
-    engine: Engine,
-    enforcer: Enforcer,
+    engine: Arc<Engine>,
+    enforcer: Arc<Enforcer>,
     blocks: Arc<dyn BlockStore>,
+    async_blocks: Arc<dyn AsyncBlockStore>,
+    blocking: BlockingPool,
+    /// The ingress rule pass may do I/O (Redis counters, history): the
+    /// async check runs it on the blocking pool.
+    offload_pass: bool,
     resolver: ClientIpResolver,
     fail_closed: Vec<Regex>,
     emitter: Arc<EventEmitter>,
@@ -239,6 +296,8 @@ impl Runtime {
             extra_rules: Vec::new(),
             scopes: None,
             scrubber: Scrubber::default(),
+            async_blocks: None,
+            blocking: None,
         }
     }
 
@@ -260,6 +319,14 @@ impl Runtime {
     pub fn is_enabled(&self) -> bool {
         self.config.enabled
     }
+    /// The async block lookup of [`Runtime::ingress_check_async`].
+    pub fn async_blocks(&self) -> &Arc<dyn AsyncBlockStore> {
+        &self.async_blocks
+    }
+    /// The bounded pool the async ingress check runs synchronous work on.
+    pub fn blocking_pool(&self) -> &BlockingPool {
+        &self.blocking
+    }
 
     fn emit_failure(&self, fail_mode: &str, kind: &str) {
         self.emitter.emit(
@@ -274,6 +341,18 @@ impl Runtime {
             status_code: self.config.status_code,
             message: self.config.message.clone(),
             reason,
+            retry_after: None,
+        }
+    }
+
+    /// An unexpected failure of the check, by its fail mode (`fail_open`).
+    fn unexpected_failure(&self, kind: &str) -> IngressDecision {
+        if self.config.fail_open {
+            self.emit_failure("open", kind);
+            IngressDecision::Allow
+        } else {
+            self.emit_failure("closed", kind);
+            self.default_deny(DenyReason::Error)
         }
     }
 
@@ -287,15 +366,76 @@ impl Runtime {
             Ok(d) => d,
             Err(_) => {
                 tracing::error!("ingress check panicked");
-                if self.config.fail_open {
-                    self.emit_failure("open", "panic");
-                    IngressDecision::Allow
-                } else {
-                    self.emit_failure("closed", "panic");
-                    self.default_deny(DenyReason::Error)
-                }
+                self.unexpected_failure("panic")
             }
         }
+    }
+
+    /// The ingress check for async servers: the same steps, decisions,
+    /// events and fail modes as [`Runtime::ingress_check`] (the same code
+    /// around the one lookup), but the block lookup is async I/O (one
+    /// multiplexed Redis round trip) and whatever must stay synchronous —
+    /// the ingress rule pass on Redis/Postgres state, a tiered store's
+    /// Postgres read — runs on the bounded blocking pool with a timeout
+    /// that covers the wait. Never blocks the executor thread; with memory
+    /// stores it runs inline (no I/O). Never panics into the caller.
+    pub async fn ingress_check_async(&self, request: &RequestView<'_>) -> IngressDecision {
+        if !self.config.enabled {
+            return IngressDecision::Allow;
+        }
+        let mut check = std::pin::pin!(self.ingress_async_inner(request));
+        let caught = std::future::poll_fn(move |cx| {
+            match catch_unwind(AssertUnwindSafe(|| check.as_mut().poll(cx))) {
+                Ok(Poll::Ready(d)) => Poll::Ready(Some(d)),
+                Ok(Poll::Pending) => Poll::Pending,
+                Err(_) => Poll::Ready(None),
+            }
+        })
+        .await;
+        caught.unwrap_or_else(|| {
+            tracing::error!("ingress check panicked");
+            self.unexpected_failure("panic")
+        })
+    }
+
+    async fn ingress_async_inner(&self, request: &RequestView<'_>) -> IngressDecision {
+        // Fresh buffers: a task may move between threads across the await.
+        let mut scratch = Scratch::default();
+        let has_ip = self.prepare(request, &mut scratch);
+        let Scratch { ip, candidates } = &scratch;
+        let ip = has_ip.then_some(ip.as_str());
+        if !candidates.is_empty() {
+            let found = self.async_blocks.first_active(candidates).await;
+            if let Some(d) = self.on_lookup(request, found) {
+                return d;
+            }
+        }
+        if !self.pass_needed(&request.path) {
+            return IngressDecision::Allow;
+        }
+        let outcome = if self.offload_pass {
+            let engine = Arc::clone(&self.engine);
+            let enforcer = Arc::clone(&self.enforcer);
+            let owned = request.clone().into_owned();
+            let ip = ip.map(str::to_string);
+            match self
+                .blocking
+                .run(move || ingress_pass(&engine, &enforcer, &owned, ip.as_deref()))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    tracing::warn!(
+                        kind = e.kind(),
+                        "ingress rule pass did not finish on the blocking pool"
+                    );
+                    PassOutcome::Failed(e.kind())
+                }
+            }
+        } else {
+            ingress_pass(&self.engine, &self.enforcer, request, ip)
+        };
+        self.finish_pass(outcome)
     }
 
     /// The request's client IP, resolved from the peer address and
@@ -316,6 +456,24 @@ impl Runtime {
     }
 
     fn ingress_with(&self, request: &RequestView<'_>, scratch: &mut Scratch) -> IngressDecision {
+        let has_ip = self.prepare(request, scratch);
+        let Scratch { ip, candidates } = &*scratch;
+        let ip = has_ip.then_some(ip.as_str());
+        if !candidates.is_empty() {
+            if let Some(d) = self.on_lookup(request, self.blocks.first_active(candidates)) {
+                return d;
+            }
+        }
+        if !self.pass_needed(&request.path) {
+            return IngressDecision::Allow;
+        }
+        self.finish_pass(ingress_pass(&self.engine, &self.enforcer, request, ip))
+    }
+
+    /// Ingress steps 1-2: the client IP into `scratch.ip` (true when there
+    /// is one) and the candidate scopes in precedence order, block-eligible
+    /// only, into `scratch.candidates`.
+    fn prepare(&self, request: &RequestView<'_>, scratch: &mut Scratch) -> bool {
         let Scratch { ip, candidates } = scratch;
         ip.clear();
         let resolved = self.client_ip(request);
@@ -323,8 +481,6 @@ impl Runtime {
             push_ip(ip, addr);
         }
         let ip: Option<&str> = resolved.map(|_| ip.as_str());
-        // Candidate scopes in precedence order, block-eligible only, into
-        // the reused keys.
         self.engine.scopes().fill_block_candidates(
             &[
                 ("ip", ip.unwrap_or("")),
@@ -333,95 +489,80 @@ impl Runtime {
             ],
             candidates,
         );
-        if !candidates.is_empty() {
-            match self.blocks.first_active(candidates) {
-                Ok(Some(entry)) => {
-                    self.emitter.emit(
-                        EnforcementEvent::new(EventType::Blocked, self.clock.now_ns())
-                            .attr("scope.type", entry.scope_type.as_str())
-                            .attr("scope.value", entry.scope_value.as_str())
-                            .attr("security_rule.name", entry.rule_name.as_str())
-                            .attr("enforcement.action", "blocked")
-                            .attr("http.response.status_code", entry.status_code),
-                    );
-                    let message = if entry.message.is_empty() {
-                        self.config.message.clone()
-                    } else {
-                        entry.message
-                    };
-                    return IngressDecision::Deny {
-                        status_code: entry.status_code,
-                        message,
-                        reason: DenyReason::Blocked {
-                            scope_type: entry.scope_type,
-                            scope_value: entry.scope_value,
-                            rule_name: entry.rule_name,
-                        },
-                    };
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(
-                        kind = e.kind(),
-                        "block store could not answer the ingress lookup"
-                    );
-                    return if self.fail_closed.iter().any(|r| r.is_match(&request.path)) {
+        resolved.is_some()
+    }
+
+    /// Ingress step 3, after the one lookup: a deny for an active block,
+    /// the fail mode of the path for a store failure, `None` to go on.
+    fn on_lookup(
+        &self,
+        request: &RequestView<'_>,
+        found: Result<Option<BlockEntry>, StoreError>,
+    ) -> Option<IngressDecision> {
+        match found {
+            Ok(Some(entry)) => {
+                self.emitter.emit(
+                    EnforcementEvent::new(EventType::Blocked, self.clock.now_ns())
+                        .attr("scope.type", entry.scope_type.as_str())
+                        .attr("scope.value", entry.scope_value.as_str())
+                        .attr("security_rule.name", entry.rule_name.as_str())
+                        .attr("enforcement.action", "blocked")
+                        .attr("http.response.status_code", entry.status_code),
+                );
+                let retry_after = entry
+                    .expires_at
+                    .map(|at| seconds_left(at, self.clock.now()));
+                let message = if entry.message.is_empty() {
+                    self.config.message.clone()
+                } else {
+                    entry.message
+                };
+                Some(IngressDecision::Deny {
+                    status_code: entry.status_code,
+                    message,
+                    reason: DenyReason::Blocked {
+                        scope_type: entry.scope_type,
+                        scope_value: entry.scope_value,
+                        rule_name: entry.rule_name,
+                    },
+                    retry_after,
+                })
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(
+                    kind = e.kind(),
+                    "block store could not answer the ingress lookup"
+                );
+                Some(
+                    if self.fail_closed.iter().any(|r| r.is_match(&request.path)) {
                         self.emit_failure("closed", e.kind());
                         self.default_deny(DenyReason::FailClosed)
                     } else {
                         self.emit_failure("open", e.kind());
                         IngressDecision::Allow
-                    };
-                }
-            }
-        }
-        if !self.config.eval_safe_on_ingress || !self.engine.has_ingress_rules() {
-            return IngressDecision::Allow;
-        }
-        // The common case: no ingress-safe rule can apply to this path, so
-        // the pass would end with no match; skip building its event.
-        if self.engine.ingress_pass_is_noop(&request.path) {
-            return IngressDecision::Allow;
-        }
-        let event = match synthetic_event(request, ip) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not build the synthetic ingress event");
-                return IngressDecision::Allow;
-            }
-        };
-        let matches = match self.engine.evaluate(&event, true) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(kind = e.kind(), "ingress rule evaluation failed");
-                return if self.config.fail_open {
-                    self.emit_failure("open", e.kind());
-                    IngressDecision::Allow
-                } else {
-                    self.emit_failure("closed", e.kind());
-                    self.default_deny(DenyReason::Error)
-                };
-            }
-        };
-        if matches.is_empty() && !self.engine.scopes().has_custom() {
-            // Nothing to apply (and built-in extractors cannot fail).
-            return IngressDecision::Allow;
-        }
-        let subject = self.engine.scopes().extract(&event);
-        let mut deny: Option<IngressDecision> = None;
-        for m in &matches {
-            let applied = self.enforcer.apply(m, &subject);
-            if applied.is_blocking() && deny.is_none() {
-                deny = Some(IngressDecision::Deny {
-                    status_code: applied.status_code,
-                    message: applied.message,
-                    reason: DenyReason::RuleMatched {
-                        rule_name: m.rule_name.clone(),
                     },
-                });
+                )
             }
         }
-        deny.unwrap_or(IngressDecision::Allow)
+    }
+
+    /// Whether the ingress rule pass can match anything on this path. The
+    /// common case: no ingress-safe rule can apply to the path, so the pass
+    /// would end with no match; it is skipped without building its event.
+    fn pass_needed(&self, path: &str) -> bool {
+        self.config.eval_safe_on_ingress
+            && self.engine.has_ingress_rules()
+            && !self.engine.ingress_pass_is_noop(path)
+    }
+
+    /// The decision of a finished rule pass (its failure by `fail_open`).
+    fn finish_pass(&self, outcome: PassOutcome) -> IngressDecision {
+        match outcome {
+            PassOutcome::Allow => IngressDecision::Allow,
+            PassOutcome::Deny(d) => d,
+            PassOutcome::Failed(kind) => self.unexpected_failure(kind),
+        }
     }
 
     /// Egress: evaluates every rule on a recorded event and applies the
@@ -558,6 +699,65 @@ impl Runtime {
     pub fn flush(&self) {
         self.emitter.flush();
     }
+}
+
+/// How the ingress rule pass ended, before the fail mode applies.
+enum PassOutcome {
+    Allow,
+    Deny(IngressDecision),
+    /// An unexpected error of this kind (`fail_open` decides).
+    Failed(&'static str),
+}
+
+/// Ingress step 4: the ingress-safe rules on the synthetic event, and the
+/// actions of their matches. Shared by the sync and the async check (the
+/// latter may run it on the blocking pool, hence no `&Runtime`).
+fn ingress_pass(
+    engine: &Engine,
+    enforcer: &Enforcer,
+    request: &RequestView<'_>,
+    ip: Option<&str>,
+) -> PassOutcome {
+    let event = match synthetic_event(request, ip) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not build the synthetic ingress event");
+            return PassOutcome::Allow;
+        }
+    };
+    let matches = match engine.evaluate(&event, true) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(kind = e.kind(), "ingress rule evaluation failed");
+            return PassOutcome::Failed(e.kind());
+        }
+    };
+    if matches.is_empty() && !engine.scopes().has_custom() {
+        // Nothing to apply (and built-in extractors cannot fail).
+        return PassOutcome::Allow;
+    }
+    let subject = engine.scopes().extract(&event);
+    let mut deny: Option<IngressDecision> = None;
+    for m in &matches {
+        let applied = enforcer.apply(m, &subject);
+        if applied.is_blocking() && deny.is_none() {
+            let now = engine.clock().now();
+            let retry_after = applied
+                .blocks
+                .iter()
+                .find_map(|b| b.expires_at)
+                .map(|at| seconds_left(at, now));
+            deny = Some(IngressDecision::Deny {
+                status_code: applied.status_code,
+                message: applied.message,
+                reason: DenyReason::RuleMatched {
+                    rule_name: m.rule_name.clone(),
+                },
+                retry_after,
+            });
+        }
+    }
+    deny.map_or(PassOutcome::Allow, PassOutcome::Deny)
 }
 
 /// Appends `ip` as its `Display` form does (IPv4 written directly, without

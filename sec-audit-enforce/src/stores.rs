@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use sec_audit_core::Clock;
 use sec_audit_rules::{Counters, HistoryStore, MemoryCounters, MemoryHistory};
+use sec_audit_store::aio::{
+    AsyncBlockStore, AsyncRedis, AsyncRedisBlockStore, AsyncTieredBlockStore, BlockingPool,
+    LocalBlocks,
+};
 use sec_audit_store::{
     BlockStore, MemoryBlockStore, PostgresBlockStore, PostgresConfig, RedisBlockStore, RedisConfig,
     RedisCounters, RedisHistory, RedisPool, TieredBlockStore, TieredOptions,
@@ -80,32 +84,70 @@ pub fn postgres_config(config: &Config) -> PostgresConfig {
 
 /// The stores `config` names. Opens no connection.
 pub fn from_config(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, String> {
+    let pool = BlockingPool::new(1, Duration::from_millis(config.command_timeout_ms));
+    Ok(build(config, clock, &pool)?.stores)
+}
+
+/// The stores of a configuration with the async lookup over the same data.
+pub(crate) struct Built {
+    pub stores: Stores,
+    /// The async lookup: the Redis or tiered one over a multiplexed
+    /// connection, or the memory store inline.
+    pub async_blocks: Arc<dyn AsyncBlockStore>,
+    /// The stores do I/O (Redis, Postgres).
+    pub remote: bool,
+}
+
+/// The stores `config` names, sync and async. Opens no connection.
+pub(crate) fn build(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+    blocking: &BlockingPool,
+) -> Result<Built, String> {
     let kind = StoreKind::of(config);
     if kind == StoreKind::Memory {
         if !config.database_url.trim().is_empty() {
             return Err("database_url is set without redis_url: the permanent tier needs Redis for its cache".into());
         }
-        return Ok(Stores::memory(clock));
+        let stores = Stores::memory(clock);
+        let async_blocks: Arc<dyn AsyncBlockStore> =
+            Arc::new(LocalBlocks(Arc::clone(&stores.blocks)));
+        return Ok(Built {
+            stores,
+            async_blocks,
+            remote: false,
+        });
     }
-    let pool = RedisPool::new(&redis_config(config)).map_err(|e| format!("redis_url: {e}"))?;
-    let blocks: Arc<dyn BlockStore> = if kind == StoreKind::Tiered {
-        let pg = PostgresBlockStore::new(&postgres_config(config), Arc::clone(&clock))
-            .map_err(|e| format!("database_url: {e}"))?;
-        Arc::new(TieredBlockStore::new(
-            &pool,
-            pg,
-            clock,
-            TieredOptions {
-                permanent_cache_ttl: config.permanent_cache_ttl,
-                ..TieredOptions::default()
-            },
-        ))
-    } else {
-        Arc::new(RedisBlockStore::new(&pool, clock, REDIS_ONLY_PERMANENT_TTL))
-    };
-    Ok(Stores {
-        counters: Arc::new(RedisCounters::new(&pool)),
-        history: Arc::new(RedisHistory::new(&pool)),
-        blocks,
+    let redis = redis_config(config);
+    let pool = RedisPool::new(&redis).map_err(|e| format!("redis_url: {e}"))?;
+    let conn = AsyncRedis::new(&redis).map_err(|e| format!("redis_url: {e}"))?;
+    let (blocks, async_blocks): (Arc<dyn BlockStore>, Arc<dyn AsyncBlockStore>) =
+        if kind == StoreKind::Tiered {
+            let pg = PostgresBlockStore::new(&postgres_config(config), Arc::clone(&clock))
+                .map_err(|e| format!("database_url: {e}"))?;
+            let tiered = Arc::new(TieredBlockStore::new(
+                &pool,
+                pg,
+                clock,
+                TieredOptions {
+                    permanent_cache_ttl: config.permanent_cache_ttl,
+                    ..TieredOptions::default()
+                },
+            ));
+            let lookup = AsyncTieredBlockStore::new(&conn, Arc::clone(&tiered), blocking.clone());
+            (tiered, Arc::new(lookup))
+        } else {
+            let store = RedisBlockStore::new(&pool, clock, REDIS_ONLY_PERMANENT_TTL);
+            let lookup = AsyncRedisBlockStore::new(&conn, store.clone());
+            (Arc::new(store), Arc::new(lookup))
+        };
+    Ok(Built {
+        stores: Stores {
+            counters: Arc::new(RedisCounters::new(&pool)),
+            history: Arc::new(RedisHistory::new(&pool)),
+            blocks,
+        },
+        async_blocks,
+        remote: true,
     })
 }

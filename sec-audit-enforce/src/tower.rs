@@ -8,14 +8,21 @@
 //! IP with the [`ClientIp`] extension (use it in audit events, never a raw
 //! `X-Forwarded-For`).
 //!
-//! The ingress check is synchronous: on memory stores it costs well under a
-//! microsecond; on Redis it is one round trip on the calling worker thread.
+//! The ingress check is [`Runtime::ingress_check_async`]: on memory stores
+//! it runs inline (well under a microsecond); on Redis it is one round trip
+//! on a multiplexed async connection, so the executor thread serves other
+//! requests meanwhile and a frozen or dead Redis costs a request at most the
+//! command timeout (then fails fast, per the path's fail mode). Egress goes
+//! through an [`EgressQueue`]: the response is never held up by it, and an
+//! event the full queue refuses is counted (`EgressQueue::stats().dropped`)
+//! and logged (coalesced).
 //! The layer does not read request bodies: rules on the body run where the
-//! application calls [`Runtime::ingress_check`] with a parsed body.
+//! application calls [`Runtime::ingress_check_async`] with a parsed body.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -24,8 +31,14 @@ use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 use tower::{Layer, Service};
 
+use crate::egress_queue::EgressQueue;
 use crate::request::{IngressDecision, RequestView};
 use crate::runtime::Runtime;
+
+/// Capacity of the egress queue [`SecAuditLayer::with_egress`] creates.
+pub const DEFAULT_EGRESS_CAPACITY: usize = 10_000;
+/// Worker threads of that queue.
+pub const DEFAULT_EGRESS_WORKERS: usize = 2;
 
 /// Who the caller is, as the application's authentication knows it. Insert
 /// it into the request extensions before this layer runs.
@@ -52,8 +65,10 @@ type PeerFn = dyn Fn(&http::Extensions) -> Option<SocketAddr> + Send + Sync;
 #[derive(Clone)]
 pub struct SecAuditLayer {
     runtime: Arc<Runtime>,
-    egress: bool,
+    egress: Option<EgressQueue>,
     peer: Arc<PeerFn>,
+    /// Drops since the last warning (warnings are coalesced).
+    drops_unreported: Arc<AtomicU64>,
 }
 
 impl SecAuditLayer {
@@ -62,19 +77,41 @@ impl SecAuditLayer {
     pub fn new(runtime: Arc<Runtime>) -> Self {
         SecAuditLayer {
             runtime,
-            egress: false,
+            egress: None,
             peer: Arc::new(|ext| {
                 ext.get::<PeerAddr>()
                     .map(|p| p.0)
                     .or_else(|| ext.get::<SocketAddr>().copied())
             }),
+            drops_unreported: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// Also feed every response to egress as an `http.response.*` event.
+    /// Also feed every response to egress as an `http.response.*` event,
+    /// through a new [`EgressQueue`] of [`DEFAULT_EGRESS_CAPACITY`] events
+    /// and [`DEFAULT_EGRESS_WORKERS`] threads (`false`: no egress). Take it
+    /// with [`SecAuditLayer::egress_queue`] to shut it down (drain) on exit.
     pub fn with_egress(mut self, egress: bool) -> Self {
-        self.egress = egress;
+        self.egress = egress.then(|| {
+            EgressQueue::new(
+                Arc::clone(&self.runtime),
+                DEFAULT_EGRESS_CAPACITY,
+                DEFAULT_EGRESS_WORKERS,
+            )
+        });
         self
+    }
+
+    /// Feed every response to egress through `queue` (shared, e.g. with the
+    /// application's own events and the shutdown hook).
+    pub fn with_egress_queue(mut self, queue: EgressQueue) -> Self {
+        self.egress = Some(queue);
+        self
+    }
+
+    /// The egress queue, when egress is on.
+    pub fn egress_queue(&self) -> Option<&EgressQueue> {
+        self.egress.as_ref()
     }
 
     /// How to find the peer address in the request extensions (for axum:
@@ -151,9 +188,23 @@ impl EgressContext {
     }
 }
 
+/// Hands a response event to the queue; a refusal is counted by the
+/// queue and logged here at most once per 1 000 drops.
+fn submit(queue: &EgressQueue, unreported: &AtomicU64, event: AuditEvent) {
+    if queue.try_submit(event).is_err() {
+        let n = unreported.fetch_add(1, Ordering::Relaxed);
+        if n % 1000 == 0 {
+            tracing::warn!(
+                dropped_total = queue.stats().dropped,
+                "egress queue full: response events dropped"
+            );
+        }
+    }
+}
+
 impl<S, ReqB, ResB> Service<Request<ReqB>> for SecAuditService<S>
 where
-    S: Service<Request<ReqB>, Response = Response<ResB>> + Send + 'static,
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     ResB: From<String> + Send + 'static,
@@ -183,49 +234,63 @@ where
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
+        let xff = (!xff.is_empty()).then(|| xff.join(", "));
         let request_id = req
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let mut view = RequestView::new(req.method().as_str(), req.uri().path(), peer.as_str());
-        if !xff.is_empty() {
-            view = view.with_forwarded_for(xff.join(", "));
-        }
-        if let Some(u) = identity.user_id.as_deref() {
-            view = view.with_user_id(u);
-        }
-        if let Some(s) = identity.session_id.as_deref() {
-            view = view.with_session_id(s);
-        }
-        if let Some(r) = request_id.as_deref() {
-            view = view.with_request_id(r);
-        }
-        let decision = runtime.ingress_check(&view);
-        let ip = runtime.client_ip(&view);
-        let egress = self.layer.egress.then(|| EgressContext {
-            method: req.method().as_str().to_string(),
-            path: req.uri().path().to_string(),
-            ip: ip.map(|ip| ip.to_string()),
-            identity: identity.clone(),
-            request_id: request_id.clone(),
-        });
-        drop(view);
-        if let IngressDecision::Deny {
-            status_code,
-            message,
-            ..
-        } = decision
-        {
-            return Box::pin(std::future::ready(Ok(deny_response(status_code, message))));
-        }
-        req.extensions_mut().insert(ClientIp(ip));
-        let fut = self.inner.call(req);
+        let method = req.method().as_str().to_string();
+        let path = req.uri().path().to_string();
+        let egress = self.layer.egress.clone();
+        let unreported = Arc::clone(&self.layer.drops_unreported);
+        // The service made ready by `poll_ready` is the one to call; a clone
+        // stays behind for the next request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let res = fut.await?;
-            if let Some(ctx) = egress {
+            let mut view = RequestView::new(method.as_str(), path.as_str(), peer.as_str());
+            if let Some(x) = xff.as_deref() {
+                view = view.with_forwarded_for(x);
+            }
+            if let Some(u) = identity.user_id.as_deref() {
+                view = view.with_user_id(u);
+            }
+            if let Some(s) = identity.session_id.as_deref() {
+                view = view.with_session_id(s);
+            }
+            if let Some(r) = request_id.as_deref() {
+                view = view.with_request_id(r);
+            }
+            let decision = runtime.ingress_check_async(&view).await;
+            let ip = runtime.client_ip(&view);
+            drop(view);
+            if let IngressDecision::Deny {
+                status_code,
+                message,
+                retry_after,
+                ..
+            } = decision
+            {
+                let mut res = deny_response(status_code, message);
+                if let Some(secs) = retry_after {
+                    res.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+                return Ok(res);
+            }
+            req.extensions_mut().insert(ClientIp(ip));
+            let res = inner.call(req).await?;
+            if let Some(queue) = egress {
+                let ctx = EgressContext {
+                    method,
+                    path,
+                    ip: ip.map(|ip| ip.to_string()),
+                    identity,
+                    request_id,
+                };
                 if let Some(event) = ctx.event(res.status().as_u16()) {
-                    runtime.handle_event(&event);
+                    submit(&queue, &unreported, event);
                 }
             }
             Ok(res)

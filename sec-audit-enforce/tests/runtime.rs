@@ -66,8 +66,10 @@ fn temp_block_on_ip_then_ingress_denies_with_blocked_event() {
             status_code,
             message,
             reason,
+            retry_after,
         } => {
             assert_eq!(status_code, 429);
+            assert_eq!(retry_after, Some(300), "the whole TTL is left");
             assert_eq!(message, "Request blocked by audit enforcement policy");
             assert!(
                 matches!(reason, DenyReason::Blocked { ref scope_type, .. } if scope_type == "ip")
@@ -200,6 +202,7 @@ t = { action = "temp_block", scopes = ["user", "ip", "route"], ttl = 60, status_
                 scope_value: "u1".into(),
                 rule_name: "t".into()
             },
+            retry_after: Some(60),
         }
     );
     // Both blocked: ip wins by precedence.
@@ -399,7 +402,8 @@ fn store_outage_fails_open_by_default_and_closed_on_listed_paths() {
         IngressDecision::Deny {
             status_code: 503,
             message: "unavailable".into(),
-            reason: DenyReason::FailClosed
+            reason: DenyReason::FailClosed,
+            retry_after: None,
         }
     );
     let failed = h.out.of("audit.enforcement.evaluation_failed");

@@ -142,4 +142,9 @@ pub trait BlockStore: Send + Sync {
     /// Active temporary entries with their expiry, optionally of one scope
     /// type. For operator tooling, never the request path.
     fn active_temp_blocks(&self, scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError>;
+    /// True when every call answers from process memory, without I/O (an
+    /// async caller may then call it inline instead of off its executor).
+    fn answers_locally(&self) -> bool {
+        false
+    }
 }

@@ -7,6 +7,8 @@
 //! are down. See the crate README for the Redis key scheme, the tiered
 //! lookup and the degradation rules.
 
+#[cfg(feature = "async")]
+pub mod aio;
 pub mod block;
 pub mod config;
 mod failfast;

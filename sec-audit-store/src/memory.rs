@@ -109,6 +109,10 @@ impl BlockStore for MemoryBlockStore {
     fn active_temp_blocks(&self, scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError> {
         Ok(self.list(scope_type, false))
     }
+
+    fn answers_locally(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,28 @@ impl RedisBlockStore {
             .map_err(|e| StoreError::Decode(format!("entry does not encode: {e}")))
     }
 
+    /// The candidates' block keys and the one `MGET` of the lookup (shared
+    /// with the async store).
+    pub(crate) fn lookup_cmd(&self, scopes: &[ScopeKey]) -> (Vec<String>, redis::Cmd) {
+        let keys: Vec<String> = scopes.iter().map(|s| self.block_key(s)).collect();
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(&keys);
+        (keys, cmd)
+    }
+
+    /// The first active entry of an `MGET` reply, in candidate order.
+    pub(crate) fn pick_active(
+        &self,
+        keys: &[String],
+        values: Vec<Option<String>>,
+    ) -> Option<BlockEntry> {
+        let now = self.clock.now();
+        keys.iter()
+            .zip(values)
+            .filter_map(|(k, v)| v.and_then(|raw| Self::decode(k, &raw)))
+            .find(|e| e.is_active(now))
+    }
+
     /// TTL in whole seconds for an entry written at `now`.
     fn key_ttl(&self, entry: &BlockEntry, now: f64) -> u64 {
         match entry.expires_at {
@@ -144,16 +166,9 @@ impl BlockStore for RedisBlockStore {
         if scopes.is_empty() {
             return Ok(None);
         }
-        let keys: Vec<String> = scopes.iter().map(|s| self.block_key(s)).collect();
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(&keys);
+        let (keys, cmd) = self.lookup_cmd(scopes);
         let values: Vec<Option<String>> = self.pool.query(&cmd)?;
-        let now = self.clock.now();
-        Ok(keys
-            .iter()
-            .zip(values)
-            .filter_map(|(k, v)| v.and_then(|raw| Self::decode(k, &raw)))
-            .find(|e| e.is_active(now)))
+        Ok(self.pick_active(&keys, values))
     }
 
     fn active_blocks(&self, scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError> {

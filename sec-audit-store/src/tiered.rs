@@ -277,6 +277,101 @@ impl TieredBlockStore {
     }
 }
 
+/// The raw reply of the lookup pipeline.
+pub(crate) type RawLookup = (Vec<Option<String>>, Vec<bool>);
+
+/// The lookup round trip's reply, decoded: each candidate's cached entry
+/// and its mirror membership.
+pub(crate) struct LookupReply {
+    cached: Vec<Option<BlockEntry>>,
+    /// `flags[0]`: the mirror is warm; `flags[i + 1]`: candidate `i` is a
+    /// member.
+    flags: Vec<bool>,
+}
+
+impl LookupReply {
+    pub(crate) fn decode(
+        candidates: usize,
+        keys: &[String],
+        (values, flags): RawLookup,
+    ) -> Result<LookupReply, StoreError> {
+        if values.len() != candidates || flags.len() != candidates + 1 {
+            return Err(StoreError::Redis(
+                "unexpected reply shape to the block lookup".into(),
+            ));
+        }
+        let cached = keys
+            .iter()
+            .zip(values)
+            .map(|(k, v)| v.and_then(|raw| RedisBlockStore::decode(k, &raw)))
+            .collect();
+        Ok(LookupReply { cached, flags })
+    }
+}
+
+/// Where the walk over a lookup reply ended.
+pub(crate) enum Walk {
+    Answer(Option<BlockEntry>),
+    /// The answer needs Postgres (cold mirror, or a member without a usable
+    /// cached entry) and Postgres was not allowed.
+    NeedsPostgres,
+}
+
+impl TieredBlockStore {
+    /// The candidates' block keys and the lookup pipeline (shared with the
+    /// async store).
+    pub(crate) fn lookup_pipe(&self, scopes: &[ScopeKey]) -> (Vec<String>, redis::Pipeline) {
+        let keys: Vec<String> = scopes.iter().map(|s| self.redis.block_key(s)).collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("MGET").arg(&keys);
+        pipe.cmd("SMISMEMBER")
+            .arg(self.mirror_key())
+            .arg(WARM_MEMBER)
+            .arg(scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        (keys, pipe)
+    }
+
+    /// Decides from the lookup reply, in candidate order. Without
+    /// `allow_postgres` it touches nothing (no I/O) and stops where
+    /// Postgres would be needed; the async store then runs it again, with
+    /// Postgres, on its blocking pool.
+    pub(crate) fn walk(
+        &self,
+        scopes: &[ScopeKey],
+        reply: &LookupReply,
+        allow_postgres: bool,
+    ) -> Result<Walk, StoreError> {
+        let LookupReply { cached, flags } = reply;
+        if !flags[0] {
+            if !allow_postgres {
+                return Ok(Walk::NeedsPostgres);
+            }
+            return self.cold_lookup(scopes, cached).map(Walk::Answer);
+        }
+        let now = self.redis.now();
+        for (i, scope) in scopes.iter().enumerate() {
+            if let Some(e) = cached[i].as_ref().filter(|e| e.is_active(now)) {
+                return Ok(Walk::Answer(Some(e.clone())));
+            }
+            if flags[i + 1] {
+                if !allow_postgres {
+                    return Ok(Walk::NeedsPostgres);
+                }
+                // Banned, but the cached entry was evicted (or expired, or
+                // unreadable): Postgres decides, and the cache is refilled.
+                match self.pg.get_active(scope)? {
+                    Some(entry) => {
+                        self.recache(&entry);
+                        return Ok(Walk::Answer(Some(entry)));
+                    }
+                    None => self.heal(scope),
+                }
+            }
+        }
+        Ok(Walk::Answer(None))
+    }
+}
+
 impl BlockStore for TieredBlockStore {
     /// Temp → Redis only. Permanent → Postgres, then written through to the
     /// Redis cache and mirror; if that write-through fails the ban is stored
@@ -336,46 +431,15 @@ impl BlockStore for TieredBlockStore {
         if scopes.is_empty() {
             return Ok(None);
         }
-        let keys: Vec<String> = scopes.iter().map(|s| self.redis.block_key(s)).collect();
-        let mut pipe = redis::pipe();
-        pipe.cmd("MGET").arg(&keys);
-        pipe.cmd("SMISMEMBER")
-            .arg(self.mirror_key())
-            .arg(WARM_MEMBER)
-            .arg(scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>());
-        let (values, flags): (Vec<Option<String>>, Vec<bool>) =
-            self.redis.pool().pipeline(&pipe)?;
-        if values.len() != scopes.len() || flags.len() != scopes.len() + 1 {
-            return Err(StoreError::Redis(
-                "unexpected reply shape to the block lookup".into(),
-            ));
+        let (keys, pipe) = self.lookup_pipe(scopes);
+        let reply = self.redis.pool().pipeline(&pipe)?;
+        let reply = LookupReply::decode(scopes.len(), &keys, reply)?;
+        match self.walk(scopes, &reply, true)? {
+            Walk::Answer(found) => Ok(found),
+            // Unreachable with Postgres allowed; answered as "nothing found"
+            // would hide a ban, so it is an error.
+            Walk::NeedsPostgres => Err(StoreError::Redis("lookup did not complete".into())),
         }
-        let cached: Vec<Option<BlockEntry>> = keys
-            .iter()
-            .zip(values)
-            .map(|(k, v)| v.and_then(|raw| RedisBlockStore::decode(k, &raw)))
-            .collect();
-        if !flags[0] {
-            return self.cold_lookup(scopes, &cached);
-        }
-        let now = self.redis.now();
-        for (i, scope) in scopes.iter().enumerate() {
-            if let Some(e) = cached[i].as_ref().filter(|e| e.is_active(now)) {
-                return Ok(Some(e.clone()));
-            }
-            if flags[i + 1] {
-                // Banned, but the cached entry was evicted (or expired, or
-                // unreadable): Postgres decides, and the cache is refilled.
-                match self.pg.get_active(scope)? {
-                    Some(entry) => {
-                        self.recache(&entry);
-                        return Ok(Some(entry));
-                    }
-                    None => self.heal(scope),
-                }
-            }
-        }
-        Ok(None)
     }
 
     /// Active permanent blocks, from Postgres.

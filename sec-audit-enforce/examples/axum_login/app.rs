@@ -8,24 +8,39 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use sec_audit_core::AuditEvent;
-use sec_audit_enforce::tower::{ClientIp, SecAuditLayer};
-use sec_audit_enforce::Runtime;
+use sec_audit_enforce::tower::{
+    ClientIp, SecAuditLayer, DEFAULT_EGRESS_CAPACITY, DEFAULT_EGRESS_WORKERS,
+};
+use sec_audit_enforce::{EgressQueue, Runtime};
 use serde_json::{json, Value};
 
 /// The only password this demo accepts.
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// The application's routes, wrapped in the sec-audit layer (ingress check
-/// before every handler, every response fed to egress).
+/// The application's routes, wrapped in the sec-audit layer (async ingress
+/// check before every handler, every response fed to egress through the
+/// layer's bounded queue).
+#[allow(dead_code)] // used by tests/tower_e2e.rs, which mounts this module
 pub fn router(runtime: Arc<Runtime>) -> Router {
+    router_with(runtime).0
+}
+
+/// The routes and the layer's egress queue (to drain it on shutdown).
+pub fn router_with(runtime: Arc<Runtime>) -> (Router, EgressQueue) {
+    let queue = EgressQueue::new(
+        Arc::clone(&runtime),
+        DEFAULT_EGRESS_CAPACITY,
+        DEFAULT_EGRESS_WORKERS,
+    );
     let layer = SecAuditLayer::new(Arc::clone(&runtime))
-        .with_egress(true)
+        .with_egress_queue(queue.clone())
         .peer_addr_with(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0));
-    Router::new()
+    let router = Router::new()
         .route("/", get(|| async { "hello\n" }))
         .route("/login", post(login))
         .with_state(runtime)
-        .layer(layer)
+        .layer(layer);
+    (router, queue)
 }
 
 async fn login(
@@ -47,8 +62,17 @@ async fn login(
         .cloned()
         .unwrap_or_default(),
     );
+    // Egress of the application's own event before it answers (the next
+    // request must see a block this one earns), on a blocking thread: with
+    // Redis state it does I/O, which must not hold up an executor thread.
     if let Ok(event) = event {
-        runtime.handle_event(&event);
+        let rt = Arc::clone(&runtime);
+        if tokio::task::spawn_blocking(move || rt.handle_event(&event))
+            .await
+            .is_err()
+        {
+            tracing::error!("login egress task failed");
+        }
     }
     if ok {
         (StatusCode::OK, "welcome\n")

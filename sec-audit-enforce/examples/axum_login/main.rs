@@ -7,6 +7,11 @@
 //! curl -i localhost:3000/          # 429 from now on for this address
 //! ```
 //! Enforcement records go to EVENTS.jsonl (default: standard output).
+//!
+//! Stores: as the configuration names them; `SEC_AUDIT_REDIS_URL` (and
+//! `DATABASE_URL`) override it, e.g. `SEC_AUDIT_REDIS_URL=redis://127.0.0.1:6379`
+//! for the Redis stores. `SEC_AUDIT_EXAMPLE_LISTEN` sets the address
+//! (default `127.0.0.1:3000`). Ctrl-C drains the egress queue and exits.
 
 mod app;
 
@@ -31,12 +36,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => Sink::Stdout,
     };
     let runtime = Arc::new(Runtime::builder(config).sink(sink).build()?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    eprintln!("listening on http://127.0.0.1:3000");
+    let listen =
+        std::env::var("SEC_AUDIT_EXAMPLE_LISTEN").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
+    eprintln!("listening on http://{listen}");
+    let (router, queue) = app::router_with(runtime);
     axum::serve(
         listener,
-        app::router(runtime).into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
     .await?;
+    let left = queue.shutdown(std::time::Duration::from_secs(5));
+    let stats = queue.stats();
+    eprintln!(
+        "egress: {} accepted, {} dropped, {} processed, {left} left",
+        stats.accepted, stats.dropped, stats.processed
+    );
     Ok(())
 }
