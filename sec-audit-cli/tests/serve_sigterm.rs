@@ -19,7 +19,8 @@ impl Drop for Proc {
 
 fn post(addr: SocketAddr, path: &str, body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -108,7 +109,10 @@ egress_workers = 1
         if let Some(s) = child.0.try_wait().expect("wait") {
             break s;
         }
-        assert!(Instant::now() < deadline, "serve did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let rest: Vec<String> = rx.try_iter().collect();
@@ -123,7 +127,10 @@ egress_workers = 1
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("bad summary {summary}"));
-    assert!(queued > 0, "the queue was already empty at SIGTERM: {summary}");
+    assert!(
+        queued > 0,
+        "the queue was already empty at SIGTERM: {summary}"
+    );
     assert!(summary.ends_with(" 0 lost"), "{summary}");
     let alerts = std::fs::read_to_string(&trail)
         .expect("trail")
@@ -137,7 +144,11 @@ egress_workers = 1
 fn a_bad_serve_table_is_a_configuration_error_naming_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("sec-audit.toml");
-    std::fs::write(&config, "[serve]\nlisten = \"127.0.0.1:0\"\nqueue_capcity = 5\n").expect("config");
+    std::fs::write(
+        &config,
+        "[serve]\nlisten = \"127.0.0.1:0\"\nqueue_capcity = 5\n",
+    )
+    .expect("config");
     let out = Command::new(env!("CARGO_BIN_EXE_sec-audit"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -156,5 +167,8 @@ fn a_bad_serve_table_is_a_configuration_error_naming_the_key() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("SEC_AUDIT_ADMIN_TOKEN") && !err.contains("hunter2"), "{err}");
+    assert!(
+        err.contains("SEC_AUDIT_ADMIN_TOKEN") && !err.contains("hunter2"),
+        "{err}"
+    );
 }

@@ -160,7 +160,10 @@ mod tests {
 
     fn headers(auth: &[u8]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_bytes(auth).unwrap());
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(auth).unwrap(),
+        );
         h
     }
 

@@ -192,8 +192,13 @@ pub fn otlp_batch(request: &ExportLogsServiceRequest) -> Batch {
 /// `application/json`).
 pub fn decode_otlp(body: &[u8], json: bool) -> Result<ExportLogsServiceRequest, String> {
     if json {
-        serde_json::from_slice(body)
-            .map_err(|e| format!("not an OTLP JSON logs request (line {} column {})", e.line(), e.column()))
+        serde_json::from_slice(body).map_err(|e| {
+            format!(
+                "not an OTLP JSON logs request (line {} column {})",
+                e.line(),
+                e.column()
+            )
+        })
     } else {
         <ExportLogsServiceRequest as prost::Message>::decode(body)
             .map_err(|_| "not an OTLP protobuf logs request".to_string())

@@ -200,7 +200,9 @@ impl Metrics {
             Outcome::Deny => "deny",
             Outcome::FailClosed => "fail_closed",
         };
-        self.ingress.get_or_create(&vec![("outcome", o.into())]).inc();
+        self.ingress
+            .get_or_create(&vec![("outcome", o.into())])
+            .inc();
     }
 
     pub fn decide_latency(&self, secs: f64) {
@@ -213,12 +215,10 @@ impl Metrics {
             ("rejected", rejected),
             ("dropped", dropped),
         ] {
-            let c = self
-                .ingest
-                .get_or_create_owned(&vec![
-                    ("source", source.as_str().into()),
-                    ("outcome", outcome.into()),
-                ]);
+            let c = self.ingest.get_or_create_owned(&vec![
+                ("source", source.as_str().into()),
+                ("outcome", outcome.into()),
+            ]);
             c.inc_by(n);
         }
     }

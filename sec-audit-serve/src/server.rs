@@ -19,7 +19,9 @@ use prost::Message as _;
 use sec_audit_core::AuditEvent;
 use sec_audit_enforce::egress_queue::EgressQueue;
 use sec_audit_enforce::events::rfc3339;
-use sec_audit_enforce::{BlockApiError, DenyReason, IngressDecision, ManualBlock, RequestView, Runtime};
+use sec_audit_enforce::{
+    BlockApiError, DenyReason, IngressDecision, ManualBlock, RequestView, Runtime,
+};
 use sec_audit_store::BlockEntry;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -99,7 +101,10 @@ fn json_reply(status: StatusCode, body: &Value) -> Reply {
 }
 
 fn unauthorized() -> Reply {
-    let mut r = text(StatusCode::UNAUTHORIZED, "missing or invalid bearer token\n");
+    let mut r = text(
+        StatusCode::UNAUTHORIZED,
+        "missing or invalid bearer token\n",
+    );
     r.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     r
@@ -320,12 +325,15 @@ async fn decide(
         .unwrap_or(Cow::Borrowed(method.as_str()));
     // The original URI from the proxy's header; else (Envoy's ext_authz
     // appends it to the path prefix) what follows `/v1/decide`.
-    let orig_uri = first_header(&headers, &["x-forwarded-uri", "x-original-uri"]).unwrap_or_else(
-        || {
+    let orig_uri =
+        first_header(&headers, &["x-forwarded-uri", "x-original-uri"]).unwrap_or_else(|| {
             let rest = uri.path().strip_prefix("/v1/decide").unwrap_or("");
-            Cow::Owned(if rest.is_empty() { "/".into() } else { rest.into() })
-        },
-    );
+            Cow::Owned(if rest.is_empty() {
+                "/".into()
+            } else {
+                rest.into()
+            })
+        });
     let path = orig_uri
         .split(['?', '#'])
         .next()
@@ -668,7 +676,10 @@ async fn list_blocks(
         (None, Some(_)) => return text(StatusCode::BAD_REQUEST, "`value` needs `scope`\n"),
         (Some(scope), Some(value)) => {
             blocking(&s, move |rt| {
-                Ok(rt.is_blocked(&scope, &value)?.into_iter().collect::<Vec<_>>())
+                Ok(rt
+                    .is_blocked(&scope, &value)?
+                    .into_iter()
+                    .collect::<Vec<_>>())
             })
             .await
         }
@@ -774,7 +785,11 @@ async fn revoke_block(
     let Some(reason) = reason else {
         return text(StatusCode::BAD_REQUEST, "`?reason=` is required\n");
     };
-    match blocking(&s, move |rt| rt.unblock(&scope, &value, &reason, "serve:admin")).await {
+    match blocking(&s, move |rt| {
+        rt.unblock(&scope, &value, &reason, "serve:admin")
+    })
+    .await
+    {
         Ok(removed) => json_reply(StatusCode::OK, &json!({"removed": removed})),
         Err(r) => r,
     }
@@ -808,7 +823,10 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Reply {
     // The permit goes with the lookup: a probe that timed out keeps it
     // until its lookup ends, so probes never pile up on a frozen store.
     let Ok(permit) = Arc::clone(&s.ready_gate).try_acquire_owned() else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "a readiness check is running\n");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a readiness check is running\n",
+        );
     };
     let st = Arc::clone(&s);
     // A lookup of a documentation address (TEST-NET-1): cheap, and never a

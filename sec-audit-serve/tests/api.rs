@@ -27,7 +27,9 @@ fn decide_for(s: &Serve, client: &str) -> Reply {
     get(
         s.addr,
         "/v1/decide",
-        &format!("X-Forwarded-For: {client}\r\nX-Original-URI: /page?q=1\r\nX-Original-Method: GET\r\n"),
+        &format!(
+            "X-Forwarded-For: {client}\r\nX-Original-URI: /page?q=1\r\nX-Original-Method: GET\r\n"
+        ),
     )
 }
 
@@ -39,20 +41,43 @@ fn block_api_tokens_and_decide_answers() {
     let r = get(s.addr, list, "");
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
-    assert_eq!(get(s.addr, list, &bearer("not-the-token-0123456789")).status, 401);
-    assert_eq!(get(s.addr, list, "Authorization: Basic YTpi\r\n").status, 401);
+    assert_eq!(
+        get(s.addr, list, &bearer("not-the-token-0123456789")).status,
+        401
+    );
+    assert_eq!(
+        get(s.addr, list, "Authorization: Basic YTpi\r\n").status,
+        401
+    );
     // The read token reads, but may not write.
     let r = get(s.addr, list, &bearer(READ));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["blocks"], serde_json::json!([]));
     let body = br#"{"scope":"ip","value":"203.0.113.7","ttl":60,"reason":"test","status_code":418,"message":"teapot"}"#;
-    assert_eq!(request(s.addr, "POST", list, &bearer(READ), body).status, 403);
     assert_eq!(
-        request(s.addr, "DELETE", "/v1/blocks/ip/203.0.113.7?reason=x", &bearer(READ), b"").status,
+        request(s.addr, "POST", list, &bearer(READ), body).status,
         403
     );
     assert_eq!(
-        request(s.addr, "DELETE", "/v1/blocks/ip/203.0.113.7?reason=x", "", b"").status,
+        request(
+            s.addr,
+            "DELETE",
+            "/v1/blocks/ip/203.0.113.7?reason=x",
+            &bearer(READ),
+            b""
+        )
+        .status,
+        403
+    );
+    assert_eq!(
+        request(
+            s.addr,
+            "DELETE",
+            "/v1/blocks/ip/203.0.113.7?reason=x",
+            "",
+            b""
+        )
+        .status,
         401
     );
     // Before the block: allowed, and told which client it was.
@@ -74,25 +99,45 @@ fn block_api_tokens_and_decide_answers() {
         br#"{"scope":"ip","value":"1.2.3.4","reason":"x","extra":1}"#,
     ] {
         let r = request(s.addr, "POST", list, &bearer(ADMIN), bad);
-        assert_eq!(r.status, 400, "{} -> {}", String::from_utf8_lossy(bad), r.text());
+        assert_eq!(
+            r.status,
+            400,
+            "{} -> {}",
+            String::from_utf8_lossy(bad),
+            r.text()
+        );
     }
     // Denied: 403 by default, the block's status, Retry-After, the message.
     let r = decide_for(&s, "203.0.113.7");
     assert_eq!(r.status, 403);
     assert_eq!(r.header("x-sec-audit-status"), Some("418"));
-    let retry: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After");
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
     assert!((1..=60).contains(&retry));
     assert_eq!(r.text(), "teapot");
     // Another client passes; a spoofed chain cannot frame it either.
     assert_eq!(decide_for(&s, "203.0.113.8").status, 200);
     assert_eq!(decide_for(&s, "203.0.113.7, 203.0.113.8").status, 200);
     // Read one entry back.
-    let r = get(s.addr, "/v1/blocks?scope=ip&value=203.0.113.7", &bearer(READ));
+    let r = get(
+        s.addr,
+        "/v1/blocks?scope=ip&value=203.0.113.7",
+        &bearer(READ),
+    );
     assert_eq!(r.json()["blocks"][0]["scope_value"], "203.0.113.7");
     assert_eq!(get(s.addr, "/v1/blocks?value=1", &bearer(READ)).status, 400);
     // Revoke: the reason is required.
     assert_eq!(
-        request(s.addr, "DELETE", "/v1/blocks/ip/203.0.113.7", &bearer(ADMIN), b"").status,
+        request(
+            s.addr,
+            "DELETE",
+            "/v1/blocks/ip/203.0.113.7",
+            &bearer(ADMIN),
+            b""
+        )
+        .status,
         400
     );
     let r = request(
@@ -111,9 +156,15 @@ fn block_api_tokens_and_decide_answers() {
         .iter()
         .filter_map(|r| r["attributes"]["event_type"].as_str())
         .collect();
-    assert!(types.contains(&"audit.enforcement.block_applied"), "{types:?}");
+    assert!(
+        types.contains(&"audit.enforcement.block_applied"),
+        "{types:?}"
+    );
     assert!(types.contains(&"audit.enforcement.blocked"), "{types:?}");
-    assert!(types.contains(&"audit.enforcement.block_revoked"), "{types:?}");
+    assert!(
+        types.contains(&"audit.enforcement.block_revoked"),
+        "{types:?}"
+    );
     let trail = std::fs::read_to_string(&s.trail).unwrap_or_default();
     assert!(!trail.contains(ADMIN) && !trail.contains(READ));
 }
@@ -128,10 +179,15 @@ fn block_api_is_off_without_tokens_and_native_mode_answers_the_status() {
     let body = br#"{"scope":"ip","value":"203.0.113.9","reason":"x"}"#;
     assert_eq!(request(s.addr, "POST", "/v1/blocks", "", body).status, 404);
     // Block through ingest instead: three failed logins.
-    let lines: String = (0..3).map(|_| failed_login("203.0.113.9", "bob") + "\n").collect();
+    let lines: String = (0..3)
+        .map(|_| failed_login("203.0.113.9", "bob") + "\n")
+        .collect();
     let r = request(s.addr, "POST", "/v1/events", "", lines.as_bytes());
     assert_eq!(r.status, 202, "{}", r.text());
-    assert_eq!(r.json(), serde_json::json!({"accepted": 3, "rejected": 0, "errors": []}));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"accepted": 3, "rejected": 0, "errors": []})
+    );
     let r = eventually(10, "the block", || {
         let r = decide_for(&s, "203.0.113.9");
         (r.status != 200).then_some(r)
@@ -145,22 +201,36 @@ fn block_api_is_off_without_tokens_and_native_mode_answers_the_status() {
 #[test]
 fn ingest_token_limits_and_queue_full() {
     let s = Serve::start(
-        &format!("{BASE}\n[serve]\nmax_body_bytes = 4096\nmax_line_bytes = 1024\nqueue_capacity = 4\n"),
+        &format!(
+            "{BASE}\n[serve]\nmax_body_bytes = 4096\nmax_line_bytes = 1024\nqueue_capacity = 4\n"
+        ),
         Tokens::new(None, None, Some(INGEST.into())).expect("tokens"),
     );
     let line = failed_login("198.51.100.1", "u") + "\n";
     for path in ["/v1/events", "/v1/logs"] {
-        let r = request(s.addr, "POST", path, "Content-Type: application/json\r\n", line.as_bytes());
+        let r = request(
+            s.addr,
+            "POST",
+            path,
+            "Content-Type: application/json\r\n",
+            line.as_bytes(),
+        );
         assert_eq!(r.status, 401, "{path} without the ingest token");
         let r = request(s.addr, "POST", path, &bearer(READ), line.as_bytes());
         assert_eq!(r.status, 401, "{path} with another token");
     }
     let auth = bearer(INGEST);
-    assert_eq!(request(s.addr, "POST", "/v1/events", &auth, line.as_bytes()).status, 202);
+    assert_eq!(
+        request(s.addr, "POST", "/v1/events", &auth, line.as_bytes()).status,
+        202
+    );
     // Oversized: 413 before parsing.
     let big = line.repeat(40);
     assert!(big.len() > 4096);
-    assert_eq!(request(s.addr, "POST", "/v1/events", &auth, big.as_bytes()).status, 413);
+    assert_eq!(
+        request(s.addr, "POST", "/v1/events", &auth, big.as_bytes()).status,
+        413
+    );
     // Rejected lines are counted; the error list is bounded.
     let mut body = String::from("not json\n{\"no_type\":1}\n");
     body.push_str(&"x\n".repeat(40));
@@ -168,8 +238,14 @@ fn ingest_token_limits_and_queue_full() {
     let r = request(s.addr, "POST", "/v1/events", &auth, body.as_bytes());
     assert_eq!(r.status, 202);
     let j = r.json();
-    assert_eq!((j["accepted"].as_u64(), j["rejected"].as_u64()), (Some(1), Some(42)));
-    assert_eq!(j["errors"][0], serde_json::json!({"line": 1, "reason": "not valid JSON"}));
+    assert_eq!(
+        (j["accepted"].as_u64(), j["rejected"].as_u64()),
+        (Some(1), Some(42))
+    );
+    assert_eq!(
+        j["errors"][0],
+        serde_json::json!({"line": 1, "reason": "not valid JSON"})
+    );
     assert_eq!(j["errors"][1]["line"], 2);
     assert_eq!(j["errors"].as_array().map(Vec::len), Some(20));
     // More events than the queue holds: 503 with Retry-After, none taken.
@@ -199,14 +275,30 @@ fn hostile_input_is_answered_never_panics() {
     )
     .expect("decide with bad bytes");
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("x-sec-audit-client-ip"), None, "a bad XFF entry is no client ip");
+    assert_eq!(
+        r.header("x-sec-audit-client-ip"),
+        None,
+        "a bad XFF entry is no client ip"
+    );
     // A huge header: refused by the HTTP layer or answered, never a crash.
     let huge = format!("X-Audit-User: {}\r\n", "a".repeat(200_000));
     let _ = raw(huge.as_bytes(), b"", "GET", "/v1/decide");
     // Bad JSON, bad protobuf, bad media type.
-    let r = raw(b"Content-Type: application/json\r\n", b"{\"resourceLogs\":", "POST", "/v1/logs").expect("logs");
+    let r = raw(
+        b"Content-Type: application/json\r\n",
+        b"{\"resourceLogs\":",
+        "POST",
+        "/v1/logs",
+    )
+    .expect("logs");
     assert_eq!(r.status, 400);
-    let r = raw(b"Content-Type: application/x-protobuf\r\n", b"\xff\xff\xff\xff\x0f", "POST", "/v1/logs").expect("logs");
+    let r = raw(
+        b"Content-Type: application/x-protobuf\r\n",
+        b"\xff\xff\xff\xff\x0f",
+        "POST",
+        "/v1/logs",
+    )
+    .expect("logs");
     assert_eq!(r.status, 400);
     let r = raw(b"Content-Type: text/plain\r\n", b"x", "POST", "/v1/logs").expect("logs");
     assert_eq!(r.status, 415);
@@ -214,10 +306,22 @@ fn hostile_input_is_answered_never_panics() {
     assert_eq!(r.status, 202);
     assert_eq!(r.json()["rejected"], 2);
     let deep = "[".repeat(100_000);
-    let r = raw(b"Content-Type: application/json\r\n", deep.as_bytes(), "POST", "/v1/logs").expect("deep");
+    let r = raw(
+        b"Content-Type: application/json\r\n",
+        deep.as_bytes(),
+        "POST",
+        "/v1/logs",
+    )
+    .expect("deep");
     assert_eq!(r.status, 400);
     // A bad block path or query.
-    let r = raw(bearer(ADMIN).as_bytes(), b"", "DELETE", "/v1/blocks/ip/%ff%fe?reason=%ff").expect("delete");
+    let r = raw(
+        bearer(ADMIN).as_bytes(),
+        b"",
+        "DELETE",
+        "/v1/blocks/ip/%ff%fe?reason=%ff",
+    )
+    .expect("delete");
     assert!(r.status == 400 || r.status == 200, "{}", r.status);
     // Still serving.
     assert_eq!(get(s.addr, "/healthz", "").status, 200);
@@ -227,14 +331,25 @@ fn hostile_input_is_answered_never_panics() {
 #[test]
 fn metrics_after_traffic() {
     let s = Serve::start(BASE, tokens());
-    let lines: String = (0..3).map(|_| failed_login("192.0.2.44", "carol") + "\n").collect();
-    assert_eq!(request(s.addr, "POST", "/v1/events", "", lines.as_bytes()).status, 202);
-    eventually(10, "the block", || (decide_for(&s, "192.0.2.44").status == 403).then_some(()));
+    let lines: String = (0..3)
+        .map(|_| failed_login("192.0.2.44", "carol") + "\n")
+        .collect();
+    assert_eq!(
+        request(s.addr, "POST", "/v1/events", "", lines.as_bytes()).status,
+        202
+    );
+    eventually(10, "the block", || {
+        (decide_for(&s, "192.0.2.44").status == 403).then_some(())
+    });
     assert_eq!(decide_for(&s, "192.0.2.45").status, 200);
-    assert_eq!(request(s.addr, "POST", "/v1/events", "", b"oops\n").status, 202);
+    assert_eq!(
+        request(s.addr, "POST", "/v1/events", "", b"oops\n").status,
+        202
+    );
     let m = eventually(10, "egress counted", || {
         let m = get(s.addr, "/metrics", "").text();
-        m.contains("sec_audit_egress_processed_total 3").then_some(m)
+        m.contains("sec_audit_egress_processed_total 3")
+            .then_some(m)
     });
     for needle in [
         "sec_audit_decisions_total{event_type=\"audit.enforcement.block_applied\",rule=\"brute_force_login\",scope=\"ip\"} 1",
@@ -275,6 +390,9 @@ fn a_dead_redis_is_not_ready_and_fails_open() {
     let r = decide_for(&s, "192.0.2.50");
     assert_eq!(r.status, 200, "a store outage fails open");
     let m = get(s.addr, "/metrics", "").text();
-    assert!(m.contains("sec_audit_ingress_decisions_total{outcome=\"fail_open\"} 1"), "{m}");
+    assert!(
+        m.contains("sec_audit_ingress_decisions_total{outcome=\"fail_open\"} 1"),
+        "{m}"
+    );
     assert!(m.contains("sec_audit_store_errors_total{kind="), "{m}");
 }

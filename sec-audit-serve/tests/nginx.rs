@@ -107,46 +107,49 @@ fn start_app(serve: SocketAddr) -> (SocketAddr, tokio::runtime::Runtime) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("app listener");
     let addr = listener.local_addr().expect("app address");
-    let app = axum::Router::new()
-        .route(
-            "/login",
-            post(
-                |State(serve): State<SocketAddr>, headers: HeaderMap, Query(q): Query<Login>| async move {
-                    if q.password.as_deref() == Some("secret") {
-                        return (StatusCode::OK, "welcome".to_string());
-                    }
-                    let ip = headers
+    let app =
+        axum::Router::new()
+            .route(
+                "/login",
+                post(
+                    |State(serve): State<SocketAddr>,
+                     headers: HeaderMap,
+                     Query(q): Query<Login>| async move {
+                        if q.password.as_deref() == Some("secret") {
+                            return (StatusCode::OK, "welcome".to_string());
+                        }
+                        let ip = headers
+                            .get("x-audit-client-ip")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let who = ip.clone();
+                        let reply = tokio::task::spawn_blocking(move || {
+                            request(
+                                serve,
+                                "POST",
+                                "/v1/events",
+                                &format!("Authorization: Bearer {INGEST}\r\n"),
+                                failed_login(&ip, "alice").as_bytes(),
+                            )
+                        })
+                        .await
+                        .expect("report");
+                        assert_eq!(reply.status, 202, "{}", reply.text());
+                        (StatusCode::UNAUTHORIZED, format!("bad password from {who}"))
+                    },
+                ),
+            )
+            .fallback(any(|headers: HeaderMap| async move {
+                format!(
+                    "app; client {}",
+                    headers
                         .get("x-audit-client-ip")
                         .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    let who = ip.clone();
-                    let reply = tokio::task::spawn_blocking(move || {
-                        request(
-                            serve,
-                            "POST",
-                            "/v1/events",
-                            &format!("Authorization: Bearer {INGEST}\r\n"),
-                            failed_login(&ip, "alice").as_bytes(),
-                        )
-                    })
-                    .await
-                    .expect("report");
-                    assert_eq!(reply.status, 202, "{}", reply.text());
-                    (StatusCode::UNAUTHORIZED, format!("bad password from {who}"))
-                },
-            ),
-        )
-        .fallback(any(|headers: HeaderMap| async move {
-            format!(
-                "app; client {}",
-                headers
-                    .get("x-audit-client-ip")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("?")
-            )
-        }))
-        .with_state(serve);
+                        .unwrap_or("?")
+                )
+            }))
+            .with_state(serve);
     rt.spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

@@ -125,13 +125,7 @@ pub fn request_from(
     })
 }
 
-pub fn request(
-    to: SocketAddr,
-    method: &str,
-    target: &str,
-    head: &str,
-    body: &[u8],
-) -> Reply {
+pub fn request(to: SocketAddr, method: &str, target: &str, head: &str, body: &[u8]) -> Reply {
     request_from(None, to, method, target, head.as_bytes(), body)
         .unwrap_or_else(|e| panic!("{method} {target} on {to}: {e}"))
 }
@@ -149,7 +143,10 @@ pub fn wait_healthy(addr: SocketAddr) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "serve on {addr} never became healthy");
+        assert!(
+            Instant::now() < deadline,
+            "serve on {addr} never became healthy"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
