@@ -640,7 +640,10 @@ mod tests {
 
     #[test]
     fn the_serve_table_is_kept_raw() {
-        let c = Config::from_toml_str("enabled = true\n[serve]\nlisten = \"127.0.0.1:1\"\nanything = 2").unwrap();
+        let c = Config::from_toml_str(
+            "enabled = true\n[serve]\nlisten = \"127.0.0.1:1\"\nanything = 2",
+        )
+        .unwrap();
         let serve = c.serve.unwrap();
         assert_eq!(serve["listen"].as_str(), Some("127.0.0.1:1"));
         assert_eq!(serve["anything"].as_integer(), Some(2));
