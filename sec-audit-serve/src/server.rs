@@ -204,6 +204,7 @@ impl Server {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/decide", any(decide))
+            .route("/v1/decide/", any(decide))
             .route("/v1/decide/{*rest}", any(decide))
             .route("/v1/events", post(events))
             .route("/v1/logs", post(logs))

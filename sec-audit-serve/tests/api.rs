@@ -372,7 +372,7 @@ fn metrics_after_traffic() {
 }
 
 #[test]
-fn a_dead_redis_is_not_ready_and_fails_open() {
+fn a_dead_redis_is_not_ready_fails_open_and_closed_where_configured() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
@@ -381,7 +381,7 @@ fn a_dead_redis_is_not_ready_and_fails_open() {
     let s = Serve::start(
         &format!(
             "redis_url = \"redis://127.0.0.1:{port}\"\nconnect_timeout_ms = 200\ncommand_timeout_ms = 200\n\
-             {BASE}\n[serve]\nready_timeout_ms = 2000\n"
+             fail_closed_paths = [\"^/admin$\"]\n{BASE}\n[serve]\nready_timeout_ms = 2000\n"
         ),
         tokens(),
     );
@@ -389,9 +389,48 @@ fn a_dead_redis_is_not_ready_and_fails_open() {
     assert_eq!(r.status, 503, "{}", r.text());
     let r = decide_for(&s, "192.0.2.50");
     assert_eq!(r.status, 200, "a store outage fails open");
+    // The original path, query stripped, from the proxy's header ...
+    let r = get(
+        s.addr,
+        "/v1/decide",
+        "X-Forwarded-For: 192.0.2.51\r\nX-Forwarded-Uri: /admin?next=/\r\nX-Forwarded-Method: POST\r\n",
+    );
+    assert_eq!(
+        r.status, 403,
+        "fail_closed_paths applies to the forwarded path"
+    );
+    // ... or, Envoy style, appended to the decide path.
+    let r = request(
+        s.addr,
+        "POST",
+        "/v1/decide/admin?x=1",
+        "X-Forwarded-For: 192.0.2.52\r\n",
+        b"",
+    );
+    assert_eq!(r.status, 403);
+    let r = request(
+        s.addr,
+        "POST",
+        "/v1/decide/public",
+        "X-Forwarded-For: 192.0.2.52\r\n",
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let r = request(
+        s.addr,
+        "GET",
+        "/v1/decide/",
+        "X-Forwarded-For: 192.0.2.52\r\n",
+        b"",
+    );
+    assert_eq!(r.status, 200);
     let m = get(s.addr, "/metrics", "").text();
     assert!(
-        m.contains("sec_audit_ingress_decisions_total{outcome=\"fail_open\"} 1"),
+        m.contains("sec_audit_ingress_decisions_total{outcome=\"fail_open\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("sec_audit_ingress_decisions_total{outcome=\"fail_closed\"} 2"),
         "{m}"
     );
     assert!(m.contains("sec_audit_store_errors_total{kind="), "{m}");
