@@ -25,7 +25,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_http() { for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 load() { echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"; }
 
-# serve NAME EXTRA_TOML -> prints the port
+# start_serve NAME EXTRA_TOML: sets PORT
 start_serve() {
   local name=$1 extra=$2 port; port=$(free_port)
   cat > "$RUN/$name.toml" <<TOML
@@ -43,19 +43,19 @@ listen = "127.0.0.1:$port"
 output = "$RUN/$name.jsonl"
 queue_capacity = 100000
 TOML
-  "$BIN" serve --config "$RUN/$name.toml" 2>"$RUN/$name.err" &
+  "$BIN" serve --config "$RUN/$name.toml" >/dev/null 2>"$RUN/$name.err" &
   PIDS+=($!)
   wait_http "http://127.0.0.1:$port/healthz"
-  echo "$port"
+  PORT=$port
 }
 
 echo "== decide, memory stores"
-P_MEM=$(start_serve mem "")
+start_serve mem ""; P_MEM=$PORT
 load; wrk -t2 -c64 -d"$DURATION" --latency -s scripts/wrk/decide.lua "http://127.0.0.1:$P_MEM/v1/decide" | grep -E "Requests/sec|99%|Non-2xx|Socket errors" || true
 
 echo "== decide, Redis stores"
-P_RED=$(start_serve redis "redis_url = \"$REDIS\"
-key_prefix = \"sec_audit_bench_$$\"")
+start_serve redis "redis_url = \"$REDIS\"
+key_prefix = \"sec_audit_bench_$$\""; P_RED=$PORT
 load; wrk -t2 -c64 -d"$DURATION" --latency -s scripts/wrk/decide.lua "http://127.0.0.1:$P_RED/v1/decide" | grep -E "Requests/sec|99%|Non-2xx|Socket errors" || true
 
 echo "== nginx + auth_request vs the same nginx without it (alternated)"
@@ -74,7 +74,7 @@ render() { sed -e "s|\${RUN_DIR}|$RUN/$1|g" -e "s|\${LISTEN}|127.0.0.1:$2|g" -e 
 render with "$WITH" > "$RUN/with/nginx.conf"
 render without "$WITHOUT" | grep -v -E '^\s*(auth_request|auth_request_set|error_page) ' \
   | sed -e 's/\$sec_audit_[a-z_]*/""/g' > "$RUN/without/nginx.conf"
-for d in app with without; do "$NGINX" -p "$RUN/$d" -e "$RUN/$d/error.log" -c "$RUN/$d/nginx.conf" & PIDS+=($!); done
+for d in app with without; do "$NGINX" -p "$RUN/$d" -e "$RUN/$d/error.log" -c "$RUN/$d/nginx.conf" >/dev/null 2>&1 & PIDS+=($!); done
 wait_http "http://127.0.0.1:$WITH/"; wait_http "http://127.0.0.1:$WITHOUT/"
 for round in 1 2; do
   for side in without with; do
