@@ -435,3 +435,57 @@ fn a_dead_redis_is_not_ready_fails_open_and_closed_where_configured() {
     );
     assert!(m.contains("sec_audit_store_errors_total{kind="), "{m}");
 }
+
+#[test]
+fn on_real_redis_ingest_blocks_and_decide_denies() {
+    let url = std::env::var("SEC_AUDIT_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!(
+        "sec_audit_serve_test_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let s = Serve::start(
+        &format!("redis_url = \"{url}\"\nkey_prefix = \"{prefix}\"\n{BASE}"),
+        tokens(),
+    );
+    let r = get(s.addr, "/readyz", "");
+    assert_eq!(
+        r.status,
+        200,
+        "Redis at {url} must be up for this test: {}",
+        r.text()
+    );
+    assert_eq!(decide_for(&s, "192.0.2.60").status, 200);
+    let lines: String = (0..3)
+        .map(|_| failed_login("192.0.2.60", "frank") + "\n")
+        .collect();
+    assert_eq!(
+        request(s.addr, "POST", "/v1/events", "", lines.as_bytes()).status,
+        202
+    );
+    let r = eventually(10, "the block in Redis", || {
+        let r = decide_for(&s, "192.0.2.60");
+        (r.status == 403).then_some(r)
+    });
+    assert_eq!(r.header("x-sec-audit-status"), Some("429"));
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=300).contains(&retry), "{retry}");
+    assert_eq!(decide_for(&s, "192.0.2.61").status, 200);
+    // Clean up through the API (the key has a TTL anyway).
+    let r = request(
+        s.addr,
+        "DELETE",
+        "/v1/blocks/ip/192.0.2.60?reason=test%20done",
+        &bearer(ADMIN),
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(decide_for(&s, "192.0.2.60").status, 200);
+}
