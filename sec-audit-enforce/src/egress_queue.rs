@@ -45,6 +45,8 @@ struct State {
     running: usize,
     /// Events taken by a worker and not finished yet.
     busy: usize,
+    /// Workers asleep on `work` (a submit wakes one only if any is).
+    waiting: usize,
 }
 
 struct Shared {
@@ -111,7 +113,9 @@ impl Shared {
                     if st.closed {
                         break None;
                     }
+                    st.waiting += 1;
                     self.work.wait(&mut st);
+                    st.waiting -= 1;
                 }
             };
             let Some(event) = event else { break };
@@ -141,6 +145,7 @@ impl EgressQueue {
                 closed: false,
                 running: 0,
                 busy: 0,
+                waiting: 0,
             }),
             work: Condvar::new(),
             exited: Condvar::new(),
@@ -175,7 +180,7 @@ impl EgressQueue {
     /// refuses it (counted in `dropped`).
     pub fn try_submit(&self, event: AuditEvent) -> Result<(), QueueFull> {
         let s = &self.owner.shared;
-        {
+        let wake = {
             let mut st = s.state.lock();
             if st.closed || st.queue.len() >= s.capacity {
                 drop(st);
@@ -183,9 +188,13 @@ impl EgressQueue {
                 return Err(QueueFull);
             }
             st.queue.push_back(event);
-        }
+            // A busy worker takes it next anyway: no futex wake-up for it.
+            st.waiting > 0
+        };
         s.accepted.fetch_add(1, Ordering::Relaxed);
-        s.work.notify_one();
+        if wake {
+            s.work.notify_one();
+        }
         Ok(())
     }
 

@@ -327,6 +327,14 @@ impl Runtime {
     pub fn blocking_pool(&self) -> &BlockingPool {
         &self.blocking
     }
+    /// Whether the block store answers an ingress lookup now (for
+    /// readiness probes): one async lookup of a reserved candidate
+    /// (`ip:0.0.0.0`), bounded like every ingress lookup. Memory stores
+    /// always answer.
+    pub async fn stores_ready_async(&self) -> Result<(), StoreError> {
+        let probe = [ScopeKey::new("ip", "0.0.0.0")];
+        self.async_blocks.first_active(&probe).await.map(|_| ())
+    }
 
     fn emit_failure(&self, fail_mode: &str, kind: &str) {
         self.emitter.emit(

@@ -193,7 +193,7 @@ impl EgressContext {
 fn submit(queue: &EgressQueue, unreported: &AtomicU64, event: AuditEvent) {
     if queue.try_submit(event).is_err() {
         let n = unreported.fetch_add(1, Ordering::Relaxed);
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             tracing::warn!(
                 dropped_total = queue.stats().dropped,
                 "egress queue full: response events dropped"

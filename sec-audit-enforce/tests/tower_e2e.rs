@@ -18,6 +18,18 @@ use socket2::{Domain, Socket, Type};
 /// One HTTP/1.1 request from the given loopback source address; returns the
 /// status code and body.
 fn http(from: &str, server: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = http_full(from, server, method, path, body);
+    (status, body)
+}
+
+/// The same, with the response head (lower-cased) too.
+fn http_full(
+    from: &str,
+    server: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String, String) {
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
     let local: SocketAddr = format!("{from}:0").parse().expect("source address");
     socket
@@ -37,8 +49,13 @@ fn http(from: &str, server: SocketAddr, method: &str, path: &str, body: &str) ->
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status line");
+    let head = out
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    (status, head, body)
 }
 
 #[test]
@@ -76,9 +93,16 @@ fn attacker_is_blocked_over_http_and_the_trail_records_it() {
         assert_eq!(status, 401, "failed login {i} reaches the app");
     }
     for _ in 0..3 {
-        let (status, body) = http(attacker, server, "GET", "/", "");
+        let (status, head, body) = http_full(attacker, server, "GET", "/", "");
         assert_eq!(status, 429);
         assert_eq!(body, "Request blocked by audit enforcement policy");
+        // The temp block's seconds left (brute_force_login: 300 s).
+        let retry: u64 = head
+            .lines()
+            .find_map(|l| l.strip_prefix("retry-after: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("Retry-After on a temp-block deny: {head}"));
+        assert!((290..=300).contains(&retry), "{retry}");
     }
     let right = format!(r#"{{"username":"alice","password":"{}"}}"#, app::PASSWORD);
     assert_eq!(
@@ -104,4 +128,73 @@ fn attacker_is_blocked_over_http_and_the_trail_records_it() {
         .iter()
         .all(|r| r["attributes"]["scope.value"] == attacker
             && r["attributes"]["http.response.status_code"] == 429));
+}
+
+/// An egress rule that takes 50 ms per event.
+struct Slow;
+
+impl sec_audit_rules::Rule for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn severity(&self) -> u8 {
+        1
+    }
+    fn evaluate(
+        &self,
+        _: &sec_audit_core::AuditEvent,
+        _: &sec_audit_rules::RuleContext<'_>,
+    ) -> Result<Option<sec_audit_rules::Match>, sec_audit_rules::RuleError> {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        Ok(None)
+    }
+}
+
+#[test]
+fn a_full_egress_queue_drops_response_events_and_never_holds_a_response() {
+    use sec_audit_enforce::tower::{PeerAddr, SecAuditLayer};
+    use sec_audit_enforce::EgressQueue;
+    use tower::{Layer, Service};
+
+    let runtime = Arc::new(
+        Runtime::builder(Config::from_toml_str("enabled = true").expect("config"))
+            .sink(Sink::Writer(Box::new(SharedBuf::default())))
+            .rule(Arc::new(Slow))
+            .build()
+            .expect("runtime"),
+    );
+    let queue = EgressQueue::new(Arc::clone(&runtime), 2, 1);
+    let layer = SecAuditLayer::new(runtime).with_egress_queue(queue.clone());
+    let mut svc =
+        layer.layer(axum::Router::new().route("/", axum::routing::get(|| async { "ok" })));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let started = std::time::Instant::now();
+    rt.block_on(async {
+        for i in 0..30u8 {
+            std::future::poll_fn(|cx| {
+                Service::<axum::http::Request<axum::body::Body>>::poll_ready(&mut svc, cx)
+            })
+            .await
+            .expect("ready");
+            let mut req = axum::http::Request::new(axum::body::Body::empty());
+            req.extensions_mut()
+                .insert(PeerAddr(SocketAddr::from(([127, 0, 0, 10 + i % 5], 4000))));
+            let res = svc.call(req).await.expect("response");
+            assert_eq!(res.status(), 200);
+        }
+    });
+    // 30 events x 50 ms of egress would be 1.5 s if responses waited.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    let s = queue.stats();
+    assert_eq!(s.accepted + s.dropped, 30, "{s:?}");
+    assert!(s.dropped >= 30 - 2 - 2, "{s:?}");
+    assert_eq!(queue.shutdown(std::time::Duration::from_secs(10)), 0);
+    assert_eq!(queue.stats().processed, s.accepted);
 }

@@ -115,25 +115,37 @@ mod tests {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn bounded_timed_and_isolated() {
-        let pool = BlockingPool::new(1, Duration::from_millis(100));
+    async fn results_and_panics() {
+        let pool = BlockingPool::new(1, Duration::from_secs(10));
         assert_eq!(pool.run(|| 7).await, Ok(7));
         assert_eq!(
             pool.run(|| -> u8 { panic!("boom") }).await,
             Err(BlockingError::Panicked)
         );
+        assert_eq!(pool.run(|| 8).await, Ok(8), "the permit came back");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_timeout_covers_the_wait_for_a_permit() {
+        let pool = BlockingPool::new(1, Duration::from_millis(100));
         // One slow task holds the only permit past the timeout...
-        let slow = pool.run(|| std::thread::sleep(Duration::from_millis(300)));
+        let slow = pool.run(|| std::thread::sleep(Duration::from_millis(800)));
         assert!(matches!(slow.await, Err(BlockingError::Timeout(_))));
         assert_eq!(pool.busy(), 1);
-        // ...so the next caller times out waiting for the permit.
+        // ...so the next caller times out waiting for the permit, long
+        // before the slow task ends.
         let t = std::time::Instant::now();
         assert!(matches!(
             pool.run(|| 1).await,
             Err(BlockingError::Timeout(_))
         ));
-        assert!(t.elapsed() < Duration::from_millis(250));
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(
+            t.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(pool.busy(), 0);
         assert_eq!(pool.run(|| 2).await, Ok(2));
     }
 
