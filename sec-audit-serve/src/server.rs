@@ -62,7 +62,6 @@ struct AppState {
     tokens: Tokens,
     metrics: Arc<Metrics>,
     draining: AtomicBool,
-    ready_gate: Arc<tokio::sync::Semaphore>,
 }
 
 /// One `sec-audit serve` instance over a built runtime.
@@ -182,7 +181,6 @@ impl Server {
                 tokens,
                 metrics,
                 draining: AtomicBool::new(false),
-                ready_gate: Arc::new(tokio::sync::Semaphore::new(1)),
             }),
         }
     }
@@ -815,43 +813,28 @@ async fn healthz() -> Reply {
     text(StatusCode::OK, "ok\n")
 }
 
-/// Ready when the block store answers a lookup within `ready_timeout`.
-/// One check at a time; a concurrent probe is answered "busy" (503).
+/// Ready when the block store answers an ingress lookup
+/// (`Runtime::stores_ready_async`: async, bounded like every ingress
+/// lookup) within `ready_timeout`.
 async fn readyz(State(s): State<Arc<AppState>>) -> Reply {
     if s.draining.load(Ordering::SeqCst) {
         return text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n");
     }
-    // The permit goes with the lookup: a probe that timed out keeps it
-    // until its lookup ends, so probes never pile up on a frozen store.
-    let Ok(permit) = Arc::clone(&s.ready_gate).try_acquire_owned() else {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "a readiness check is running\n",
-        );
-    };
-    let st = Arc::clone(&s);
-    // A lookup of a documentation address (TEST-NET-1): cheap, and never a
-    // real block.
-    let task = tokio::task::spawn_blocking(move || {
-        let r = st.runtime.is_blocked("ip", "192.0.2.1");
-        drop(permit);
-        r
-    });
-    match tokio::time::timeout(s.config.ready_timeout, task).await {
-        Ok(Ok(Ok(_))) | Ok(Ok(Err(BlockApiError::ScopeNotBlockable(_)))) => {
-            text(StatusCode::OK, "ready\n")
-        }
-        Ok(Ok(Err(BlockApiError::Store(e)))) => {
+    match tokio::time::timeout(s.config.ready_timeout, s.runtime.stores_ready_async()).await {
+        Ok(Ok(())) => text(StatusCode::OK, "ready\n"),
+        Ok(Err(e)) => {
             s.metrics.store_error(e.kind());
             text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("block store failed ({})\n", e.kind()),
             )
         }
-        Ok(Ok(Err(_))) | Ok(Err(_)) => text(StatusCode::SERVICE_UNAVAILABLE, "check failed\n"),
-        Err(_) => text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "block store did not answer in time\n",
-        ),
+        Err(_) => {
+            s.metrics.store_error("timeout");
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "block store did not answer in time\n",
+            )
+        }
     }
 }
