@@ -150,6 +150,22 @@ fn block_api_tokens_and_decide_answers() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["removed"].as_u64().unwrap_or(0) >= 1);
     assert_eq!(decide_for(&s, "203.0.113.7").status, 200);
+    // User and session come from the configured headers.
+    for (scope, value, head) in [
+        ("user", "mallory", "X-Audit-User: mallory\r\n"),
+        ("session", "sess-42", "X-Audit-Session: sess-42\r\n"),
+    ] {
+        let body = format!(r#"{{"scope":"{scope}","value":"{value}","ttl":60,"reason":"test"}}"#);
+        let r = request(s.addr, "POST", list, &bearer(ADMIN), body.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+        let r = get(
+            s.addr,
+            "/v1/decide",
+            &format!("X-Forwarded-For: 203.0.113.20\r\n{head}"),
+        );
+        assert_eq!(r.status, 403, "{scope} block through {head}");
+        assert_eq!(decide_for(&s, "203.0.113.20").status, 200, "without {head}");
+    }
     // The same enforcement events as the library; no token anywhere.
     let records = s.records();
     let types: Vec<&str> = records
