@@ -35,6 +35,17 @@ if ! { pkg-config --exists libpq 2>/dev/null || ls /usr/lib/*/libpq.so >/dev/nul
   fi
 fi
 
+# nginx: the sec-audit-serve tests run a real nginx (auth_request) in front
+# of sec-audit serve. Debian installs it as /usr/sbin/nginx.
+if ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing nginx (the serve tests run it in front of sec-audit serve)"
+    apt-get update -qq && apt-get install -y -qq nginx >/dev/null || die "could not install nginx"
+  else
+    die "nginx is missing: install it (apt-get install nginx) to run the sec-audit-serve tests"
+  fi
+fi
+
 # Redis
 rh=$(host_of "$SEC_AUDIT_TEST_REDIS_URL"); rp=$(port_of "$SEC_AUDIT_TEST_REDIS_URL" 6379)
 if ! reachable "$rh" "$rp"; then

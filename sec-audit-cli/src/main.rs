@@ -1,5 +1,6 @@
 //! `sec-audit`: replay an audit log through the rules, check a
-//! configuration, manage blocks, run the Postgres migrations.
+//! configuration, manage blocks, run the Postgres migrations, serve
+//! decisions and ingest over HTTP.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use sec_audit_cli::{blocks, check_cmd, error, migrate, replay};
 
 use sec_audit_cli::error::{CliError, EXIT_OK};
-use sec_audit_cli::util::{default_actor, parse_ttl, OutputTarget};
+use sec_audit_cli::util::{default_actor, load_config, parse_ttl, OutputTarget};
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -30,7 +31,7 @@ Environment:
 #[command(
     name = "sec-audit",
     version,
-    about = "Security-audit enforcement from the shell: replay an audit log through the rules, check a configuration, manage blocks, run migrations",
+    about = "Security-audit enforcement from the shell: replay an audit log through the rules, check a configuration, manage blocks, run migrations, serve decisions over HTTP",
     after_help = EXIT_CODES,
     propagate_version = true
 )]
@@ -49,6 +50,7 @@ enum Command {
     #[command(subcommand)]
     Blocks(BlocksCommand),
     Migrate(MigrateArgs),
+    Serve(ServeArgs),
 }
 
 /// Runs the whole pipeline over an audit log as if enforcement had been live
@@ -211,6 +213,55 @@ struct MigrateArgs {
     config: PathBuf,
 }
 
+/// Runs the enforcement runtime as an HTTP service for any stack: forward-auth
+/// decisions for a reverse proxy (GET /v1/decide), audit-event ingest
+/// (POST /v1/events as JSONL, POST /v1/logs as OTLP/HTTP), the block API
+/// (/v1/blocks, bearer tokens), /metrics, /healthz and /readyz. Settings come
+/// from the configuration's [serve] table (listen, default 127.0.0.1:8787).
+///
+/// Prints `listening on ADDR` on standard error once it accepts connections.
+/// SIGTERM or SIGINT stops accepting, finishes open requests, drains the
+/// egress queue and flushes the enforcement records; exit status 1 if events
+/// were still queued at the shutdown deadline.
+#[derive(Debug, Args)]
+#[command(after_help = SERVE_HELP)]
+struct ServeArgs {
+    /// The enforcement configuration (TOML), with an optional [serve] table.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Append enforcement records to FILE (overrides [serve] output;
+    /// default: standard output).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+const SERVE_HELP: &str = "\
+Environment:
+  SEC_AUDIT_ADMIN_TOKEN   bearer token for reading and changing blocks
+  SEC_AUDIT_READ_TOKEN    bearer token for reading blocks
+                          (neither set: the block API is off)
+  SEC_AUDIT_INGEST_TOKEN  when set, required on /v1/events and /v1/logs
+  SEC_AUDIT_REDIS_URL, DATABASE_URL  override the configuration's URLs
+  RUST_LOG                diagnostics filter (overrides -v)
+
+Exit status: 0 clean shutdown, 1 run-time failure or events lost at
+shutdown, 2 configuration error.";
+
+fn serve(a: ServeArgs) -> Result<u8, CliError> {
+    let config = load_config(&a.config)?;
+    match sec_audit_serve::run(config, a.output) {
+        Ok(report) if report.lost > 0 => Err(CliError::runtime(format!(
+            "shutdown deadline passed with {} events still queued",
+            report.lost
+        ))),
+        Ok(_) => Ok(EXIT_OK),
+        Err(sec_audit_serve::ServeError::Build(e)) => Err(CliError::from_build(&a.config, &e)),
+        Err(sec_audit_serve::ServeError::Config(e)) => Err(CliError::from_config(&a.config, &e)),
+        Err(e) if e.is_config() => Err(CliError::config(e.to_string())),
+        Err(e) => Err(CliError::runtime(e.to_string())),
+    }
+}
+
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
@@ -290,6 +341,7 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             migrate::run(&a.config)?;
             Ok(EXIT_OK)
         }
+        Command::Serve(a) => serve(a),
     }
 }
 

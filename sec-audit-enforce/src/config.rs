@@ -114,6 +114,10 @@ pub struct Config {
     pub redis_ca_file: Option<PathBuf>,
     /// Directory relative plugin paths are resolved against.
     pub base_dir: PathBuf,
+    /// The `[serve]` table as written, for `sec-audit serve` (the
+    /// `sec-audit-serve` crate parses and validates it, naming its keys as
+    /// `serve.<key>`). `None` when the file has none.
+    pub serve: Option<toml::Table>,
 }
 
 impl Default for Config {
@@ -147,11 +151,12 @@ impl Default for Config {
             failure_backoff_ms: 1000,
             redis_ca_file: None,
             base_dir: PathBuf::from("."),
+            serve: None,
         }
     }
 }
 
-const KEYS: [&str; 27] = [
+const KEYS: [&str; 28] = [
     "enabled",
     "redis_url",
     "require_redis",
@@ -179,6 +184,7 @@ const KEYS: [&str; 27] = [
     "postgres_pool_size",
     "failure_backoff_ms",
     "redis_ca_file",
+    "serve",
 ];
 
 /// The connection keys and their accepted ranges (inclusive): timeouts in
@@ -506,6 +512,11 @@ impl Config {
             schema_version: get_string(t, "schema_version", &d.schema_version)?,
             connect_timeout_ms: get_positive(t, "connect_timeout_ms", d.connect_timeout_ms)?,
             command_timeout_ms: get_positive(t, "command_timeout_ms", d.command_timeout_ms)?,
+            serve: match t.get("serve") {
+                None => None,
+                Some(Value::Table(s)) => Some(s.clone()),
+                Some(_) => return Err(ConfigError::wrong("serve", "a table ([serve])")),
+            },
             ..d
         };
         parse_connection_keys(t, &mut c)?;
@@ -724,6 +735,19 @@ mod tests {
         assert!(err("[[rules]]\nplugin = \"p.so\"\nsha = \"x\"").contains("`rules[0].sha`"));
         assert!(err("enabled = true\nrequire_redis = true").contains("`require_redis`"));
         assert!(err("enabled = ").contains("not valid TOML"));
+        assert!(err("serve = 1").contains("`serve`"));
+    }
+
+    #[test]
+    fn the_serve_table_is_kept_raw() {
+        let c = Config::from_toml_str(
+            "enabled = true\n[serve]\nlisten = \"127.0.0.1:1\"\nanything = 2",
+        )
+        .unwrap();
+        let serve = c.serve.unwrap();
+        assert_eq!(serve["listen"].as_str(), Some("127.0.0.1:1"));
+        assert_eq!(serve["anything"].as_integer(), Some(2));
+        assert_eq!(Config::from_toml_str("").unwrap().serve, None);
     }
 
     #[test]
