@@ -308,7 +308,9 @@ fn async_lookups_over_rediss_trust_the_private_ca() {
         .with_connect_timeout(Duration::from_millis(400))
         .with_command_timeout(Duration::from_millis(400));
     let conn = AsyncRedis::new(&short).expect("valid");
-    let err = rt.block_on(conn.ping()).expect_err("an unknown CA is refused");
+    let err = rt
+        .block_on(conn.ping())
+        .expect_err("an unknown CA is refused");
     assert!(
         matches!(err, StoreError::Redis(_) | StoreError::Timeout(_)),
         "{err:?}"
