@@ -717,3 +717,75 @@ fn the_rule_pass_leaves_the_executor_when_counters_or_history_do_io() {
     );
     // The test's keys (under its own prefix) all carry TTLs.
 }
+
+/// An egress rule that counts the events it saw, taking its time.
+struct Counting(Duration, Arc<AtomicU64>);
+
+impl Rule for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    fn severity(&self) -> u8 {
+        1
+    }
+    fn evaluate(&self, _: &AuditEvent, _: &RuleContext<'_>) -> Result<Option<Match>, RuleError> {
+        std::thread::sleep(self.0);
+        self.1.fetch_add(1, Ordering::Relaxed);
+        Ok(None)
+    }
+}
+
+/// Dropping the last handle without `shutdown` drains the queue within the
+/// drop deadline (2 s): every event queued is through egress when the drop
+/// returns; a queue too deep for the deadline costs the drop at most it.
+#[test]
+fn dropping_the_last_egress_queue_handle_drains_within_a_bounded_time() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let h = Harness::with("enabled = true", |b| {
+        b.rule(Arc::new(Counting(
+            Duration::from_millis(20),
+            Arc::clone(&seen),
+        )))
+    });
+    let queue = EgressQueue::new(Arc::new(h.rt), 50, 1);
+    let second = queue.clone();
+    for i in 0..10 {
+        queue
+            .try_submit(fail_login(&format!("192.0.2.{i}")))
+            .expect("room");
+    }
+    drop(second);
+    assert!(
+        seen.load(Ordering::Relaxed) < 10,
+        "a clone's drop does not wait"
+    );
+    drop(queue);
+    assert_eq!(
+        seen.load(Ordering::Relaxed),
+        10,
+        "drained before the drop returned"
+    );
+
+    // Too deep for the deadline: the drop returns after about 2 s.
+    let seen = Arc::new(AtomicU64::new(0));
+    let h = Harness::with("enabled = true", |b| {
+        b.rule(Arc::new(Counting(
+            Duration::from_millis(300),
+            Arc::clone(&seen),
+        )))
+    });
+    let queue = EgressQueue::new(Arc::new(h.rt), 50, 1);
+    for i in 0..20 {
+        queue
+            .try_submit(fail_login(&format!("192.0.2.{i}")))
+            .expect("room");
+    }
+    let t = Instant::now();
+    drop(queue);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(seen.load(Ordering::Relaxed) < 20);
+}
