@@ -149,9 +149,15 @@ impl Coalesced {
     /// Counts one occurrence; `Some(n)` (occurrences since the last
     /// warning, this one included) when this one should be logged.
     pub(crate) fn hit(&self) -> Option<u64> {
+        let ms = u64::try_from(COALESCE_START.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.hit_at(ms)
+    }
+
+    /// [`Self::hit`] at `ms` milliseconds of a monotonic clock.
+    fn hit_at(&self, ms: u64) -> Option<u64> {
         self.since.fetch_add(1, Ordering::Relaxed);
         // +1: 0 means "never logged".
-        let now = u64::try_from(COALESCE_START.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1;
+        let now = ms.saturating_add(1);
         let last = self.last_ms.load(Ordering::Relaxed);
         if last != 0 && now.saturating_sub(last) < COALESCE_MS {
             return None;
@@ -753,6 +759,32 @@ mod tests {
             revoked_at: None,
             metadata: Map::new(),
         })
+    }
+
+    #[test]
+    fn coalesced_warnings_log_once_per_window_with_the_count() {
+        let c = Coalesced::new();
+        assert_eq!(c.hit_at(0), Some(1), "the first one is logged");
+        for ms in [1, 500, COALESCE_MS - 2] {
+            assert_eq!(c.hit_at(ms), None, "within the window: counted only");
+        }
+        assert_eq!(
+            c.hit_at(COALESCE_MS),
+            Some(4),
+            "the three counted plus this one"
+        );
+        assert_eq!(c.hit_at(COALESCE_MS + 1), None);
+    }
+
+    #[test]
+    fn first_cached_from_skips_inactive_and_earlier_entries() {
+        let cached = [entry(None), None, entry(Some(5.0)), entry(Some(50.0))];
+        assert!(first_cached_from(&cached, 10.0, 0).is_some_and(|e| e.expires_at.is_none()));
+        assert_eq!(
+            first_cached_from(&cached, 10.0, 1).and_then(|e| e.expires_at),
+            Some(50.0)
+        );
+        assert_eq!(first_cached_from(&cached, 60.0, 1), None);
     }
 
     #[test]
