@@ -190,31 +190,11 @@ impl OutputTarget {
     }
 }
 
-/// A URL with its password (and any `password=` query value) replaced by
-/// `***`, safe to print.
+/// A URL with its password (and any `password=` value) replaced by `***`,
+/// safe to print: the store's [`sec_audit_store::redact_url`] (robust to a
+/// password holding an unescaped `/`, `?`, `#` or `@`).
 pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?', '#'])
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                let user = userinfo[..colon].to_string();
-                out.replace_range(rest_start..rest_start + at, &format!("{user}:***"));
-            }
-        }
-    }
-    if let Some(i) = out.find("password=") {
-        let start = i + "password=".len();
-        let end = out[start..]
-            .find(['&', ' '])
-            .map_or(out.len(), |j| start + j);
-        out.replace_range(start..end, "***");
-    }
-    out
+    sec_audit_store::redact_url(url)
 }
 
 /// Parses a TTL: whole seconds, or a number with `s`, `m`, `h` or `d`.
@@ -317,6 +297,10 @@ mod tests {
         assert_eq!(
             redact_url("postgres://postgres@127.0.0.1:5432/test"),
             "postgres://postgres@127.0.0.1:5432/test"
+        );
+        assert_eq!(
+            redact_url("redis://:p/w@host:6379/0"),
+            "redis://:***@host:6379/0"
         );
         assert_eq!(
             redact_url("host=db password=pw dbname=x"),

@@ -10,6 +10,12 @@
 //! - [`EgressQueue::shutdown`] stops accepting, lets the workers drain what
 //!   is queued, joins them and flushes the runtime's emitter; it reports how
 //!   many events were still queued at its deadline (0 = nothing lost).
+//! - Dropping the last handle without `shutdown` does the same with a
+//!   deadline of 2 s (`DROP_DEADLINE`): it blocks the dropping thread up
+//!   to that long (call `shutdown` yourself to choose the bound, and do not
+//!   drop the last handle on an async executor thread with a deep queue).
+//!   Events still queued then are handled by the workers, which exit when
+//!   the queue is empty, unless the process exits first.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,8 +68,12 @@ struct Shared {
     processed: AtomicU64,
 }
 
-/// Owns the workers; when the last handle goes away without a shutdown,
-/// the queue closes and the workers drain it and exit on their own.
+/// How long dropping the last handle waits for the workers to drain the
+/// queue (then joins them and flushes the emitter).
+const DROP_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Owns the workers; when the last handle goes away, the queue shuts down
+/// with a deadline of `DROP_DEADLINE`.
 struct Owner {
     shared: Arc<Shared>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -71,7 +81,13 @@ struct Owner {
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        self.shared.close();
+        let left = self.shutdown(DROP_DEADLINE);
+        if left > 0 {
+            tracing::warn!(
+                events = left,
+                "egress queue dropped without shutdown(); events still queued after the drop deadline are handled in the background"
+            );
+        }
     }
 }
 
@@ -223,7 +239,21 @@ impl EgressQueue {
     /// accepted event went through egress). Calling it again
     /// waits again and reports again.
     pub fn shutdown(&self, deadline: Duration) -> usize {
-        let s = &self.owner.shared;
+        let left = self.owner.shutdown(deadline);
+        if left > 0 {
+            tracing::warn!(
+                events = left,
+                "egress queue shut down with events still queued"
+            );
+        }
+        left
+    }
+}
+
+impl Owner {
+    /// See [`EgressQueue::shutdown`] (without its warning).
+    fn shutdown(&self, deadline: Duration) -> usize {
+        let s = &self.shared;
         s.close();
         let until = Instant::now() + deadline;
         let left = {
@@ -235,7 +265,7 @@ impl EgressQueue {
             }
             st.queue.len() + st.busy
         };
-        let mut workers = self.owner.workers.lock();
+        let mut workers = self.workers.lock();
         let (done, busy): (Vec<_>, Vec<_>) = workers.drain(..).partition(|h| h.is_finished());
         for h in done {
             if h.join().is_err() {
@@ -245,12 +275,6 @@ impl EgressQueue {
         *workers = busy;
         drop(workers);
         s.runtime.flush();
-        if left > 0 {
-            tracing::warn!(
-                events = left,
-                "egress queue shut down with events still queued"
-            );
-        }
         left
     }
 }

@@ -157,10 +157,13 @@ impl RuntimeBuilder {
             )
         });
         // Whether the stores do I/O: then the async check runs the ingress
-        // rule pass (counters, history) on the blocking pool.
+        // rule pass (counters, history) on the blocking pool. Inline only
+        // when counters, history and blocks all answer locally.
         let (stores, built_async, offload_pass) = match self.stores {
             Some(s) => {
                 let local = s.blocks.answers_locally();
+                let pass_local =
+                    local && s.counters.answers_locally() && s.history.answers_locally();
                 let blocks: Arc<dyn AsyncBlockStore> = if local {
                     Arc::new(LocalBlocks(Arc::clone(&s.blocks)))
                 } else {
@@ -169,7 +172,7 @@ impl RuntimeBuilder {
                         pool: blocking.clone(),
                     })
                 };
-                (s, blocks, !local)
+                (s, blocks, !pass_local)
             }
             None => {
                 let built = stores::build(&config, Arc::clone(&self.clock), &blocking)

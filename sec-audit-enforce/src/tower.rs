@@ -15,7 +15,11 @@
 //! command timeout (then fails fast, per the path's fail mode). Egress goes
 //! through an [`EgressQueue`]: the response is never held up by it, and an
 //! event the full queue refuses is counted (`EgressQueue::stats().dropped`)
-//! and logged (coalesced).
+//! and logged (coalesced). At exit, take the queue
+//! ([`SecAuditLayer::egress_queue`]) and call `shutdown(deadline)` on it,
+//! off the executor: that drains it, joins the workers and flushes the
+//! trail. If the last handle is simply dropped (the layer and its clones),
+//! the drop does the same with a 2 s deadline, blocking the dropping thread.
 //! The layer does not read request bodies: rules on the body run where the
 //! application calls [`Runtime::ingress_check_async`] with a parsed body.
 

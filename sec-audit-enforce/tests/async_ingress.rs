@@ -592,3 +592,200 @@ fn egress_queue_workers_are_named_std_threads() {
         "{names:?}"
     );
 }
+
+/// Records the threads a store is called on, delegating to a real store.
+struct Threads {
+    seen: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+}
+
+impl Threads {
+    fn note(&self) {
+        if let Ok(mut s) = self.seen.lock() {
+            s.push(std::thread::current().id());
+        }
+    }
+    fn seen(&self) -> Vec<std::thread::ThreadId> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+struct SeenCounters(sec_audit_store::RedisCounters, Arc<Threads>);
+
+impl sec_audit_rules::Counters for SeenCounters {
+    fn incr(&self, key: &str, amount: i64, ttl: Option<u64>) -> i64 {
+        self.1.note();
+        self.0.incr(key, amount, ttl)
+    }
+    fn get_int(&self, key: &str, default: i64) -> i64 {
+        self.1.note();
+        self.0.get_int(key, default)
+    }
+    fn set(&self, key: &str, value: i64, ttl: Option<u64>) {
+        self.1.note();
+        self.0.set(key, value, ttl)
+    }
+    fn delete(&self, key: &str) {
+        self.1.note();
+        self.0.delete(key)
+    }
+    fn expire(&self, key: &str, ttl: u64) {
+        self.1.note();
+        self.0.expire(key, ttl)
+    }
+}
+
+struct SeenHistory(sec_audit_store::RedisHistory, Arc<Threads>);
+
+impl sec_audit_rules::HistoryStore for SeenHistory {
+    fn append(
+        &self,
+        keys: &[sec_audit_rules::ScopeKey],
+        recorded_at: f64,
+        row: sec_audit_rules::HistoryRow,
+        retention: &sec_audit_rules::HistoryRetention,
+    ) {
+        self.1.note();
+        self.0.append(keys, recorded_at, row, retention)
+    }
+    fn query(
+        &self,
+        key: &sec_audit_rules::ScopeKey,
+        since: f64,
+        event_types: Option<&[String]>,
+        limit: usize,
+    ) -> Vec<sec_audit_rules::HistoryRow> {
+        self.1.note();
+        self.0.query(key, since, event_types, limit)
+    }
+}
+
+/// Explicit stores: blocks in memory, counters and history in (real)
+/// Redis. The async check must still run the rule pass off the executor:
+/// on a current-thread runtime, no Redis state call may run on the thread
+/// that drives it.
+#[test]
+fn the_rule_pass_leaves_the_executor_when_counters_or_history_do_io() {
+    let prefix = unique("pass_offload");
+    let pool = sec_audit_store::RedisPool::new(
+        &sec_audit_store::RedisConfig::new(redis_url()).with_key_prefix(&prefix),
+    )
+    .expect("valid redis config");
+    let threads = Arc::new(Threads {
+        seen: std::sync::Mutex::new(Vec::new()),
+    });
+    let clock = Arc::new(sec_audit_core::ManualClock::at_secs(common::T0));
+    let stores = sec_audit_enforce::Stores {
+        counters: Arc::new(SeenCounters(
+            sec_audit_store::RedisCounters::new(&pool).with_clock(clock.clone()),
+            Arc::clone(&threads),
+        )),
+        history: Arc::new(SeenHistory(
+            sec_audit_store::RedisHistory::new(&pool),
+            Arc::clone(&threads),
+        )),
+        blocks: Arc::new(sec_audit_store::MemoryBlockStore::new(clock.clone())),
+    };
+    let rt = Runtime::builder(Config::from_toml_str(RULES).expect("config"))
+        .clock(clock)
+        .sink(Sink::Writer(Box::new(SharedBuf::default())))
+        .stores(stores)
+        .build()
+        .expect("runtime");
+    let exec = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let driver = std::thread::current().id();
+    for _ in 0..4 {
+        let d = exec.block_on(rt.ingress_check_async(&RequestView::new(
+            "POST",
+            "/login",
+            "192.0.2.77",
+        )));
+        assert!(matches!(
+            d,
+            IngressDecision::Allow | IngressDecision::Deny { .. }
+        ));
+    }
+    let seen = threads.seen();
+    assert!(!seen.is_empty(), "the rule pass used the Redis state");
+    assert!(
+        seen.iter().all(|t| *t != driver),
+        "{} of {} Redis state calls ran on the executor thread",
+        seen.iter().filter(|t| **t == driver).count(),
+        seen.len()
+    );
+    // The test's keys (under its own prefix) all carry TTLs.
+}
+
+/// An egress rule that counts the events it saw, taking its time.
+struct Counting(Duration, Arc<AtomicU64>);
+
+impl Rule for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    fn severity(&self) -> u8 {
+        1
+    }
+    fn evaluate(&self, _: &AuditEvent, _: &RuleContext<'_>) -> Result<Option<Match>, RuleError> {
+        std::thread::sleep(self.0);
+        self.1.fetch_add(1, Ordering::Relaxed);
+        Ok(None)
+    }
+}
+
+/// Dropping the last handle without `shutdown` drains the queue within the
+/// drop deadline (2 s): every event queued is through egress when the drop
+/// returns; a queue too deep for the deadline costs the drop at most it.
+#[test]
+fn dropping_the_last_egress_queue_handle_drains_within_a_bounded_time() {
+    let seen = Arc::new(AtomicU64::new(0));
+    let h = Harness::with("enabled = true", |b| {
+        b.rule(Arc::new(Counting(
+            Duration::from_millis(20),
+            Arc::clone(&seen),
+        )))
+    });
+    let queue = EgressQueue::new(Arc::new(h.rt), 50, 1);
+    let second = queue.clone();
+    for i in 0..10 {
+        queue
+            .try_submit(fail_login(&format!("192.0.2.{i}")))
+            .expect("room");
+    }
+    drop(second);
+    assert!(
+        seen.load(Ordering::Relaxed) < 10,
+        "a clone's drop does not wait"
+    );
+    drop(queue);
+    assert_eq!(
+        seen.load(Ordering::Relaxed),
+        10,
+        "drained before the drop returned"
+    );
+
+    // Too deep for the deadline: the drop returns after about 2 s.
+    let seen = Arc::new(AtomicU64::new(0));
+    let h = Harness::with("enabled = true", |b| {
+        b.rule(Arc::new(Counting(
+            Duration::from_millis(300),
+            Arc::clone(&seen),
+        )))
+    });
+    let queue = EgressQueue::new(Arc::new(h.rt), 50, 1);
+    for i in 0..20 {
+        queue
+            .try_submit(fail_login(&format!("192.0.2.{i}")))
+            .expect("room");
+    }
+    let t = Instant::now();
+    drop(queue);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(seen.load(Ordering::Relaxed) < 20);
+}

@@ -26,6 +26,11 @@ pub trait Counters: Send + Sync {
     fn set(&self, key: &str, value: i64, ttl_secs: Option<u64>);
     fn delete(&self, key: &str);
     fn expire(&self, key: &str, ttl_secs: u64);
+    /// True when every call answers from process memory, without I/O (an
+    /// async caller may then call it inline instead of off its executor).
+    fn answers_locally(&self) -> bool {
+        false
+    }
 }
 
 /// One history row: an event summary (with `recorded_at`).
@@ -83,6 +88,12 @@ pub trait HistoryStore: Send + Sync {
         for row in self.query(key, since, event_types, limit) {
             f(&row);
         }
+    }
+
+    /// True when every call answers from process memory, without I/O (an
+    /// async caller may then call it inline instead of off its executor).
+    fn answers_locally(&self) -> bool {
+        false
     }
 }
 
@@ -166,6 +177,10 @@ impl MemoryCounters {
 }
 
 impl Counters for MemoryCounters {
+    fn answers_locally(&self) -> bool {
+        true
+    }
+
     fn incr(&self, key: &str, amount: i64, ttl_secs: Option<u64>) -> i64 {
         let now = self.clock.now();
         let mut map = self.shards[shard_of(&self.hasher, key)].lock();
@@ -322,6 +337,10 @@ impl MemoryHistory {
 }
 
 impl HistoryStore for MemoryHistory {
+    fn answers_locally(&self) -> bool {
+        true
+    }
+
     fn append(
         &self,
         keys: &[ScopeKey],

@@ -47,14 +47,18 @@ pub struct RedisConfig {
 
 /// `url` with the password masked (`scheme://user:***@host…`, and any
 /// `password=…` parameter), for logs and messages.
+///
+/// The user information ends at the **last** `@` after `://`, not at the
+/// first `/`, `?` or `#`: a password holding one of those unescaped (e.g.
+/// `redis://:p/w@h`) is masked whole. An `@` later in the path or query
+/// makes it mask more than the password, never less.
 pub fn redact_url(url: &str) -> String {
     let mut out = url.to_string();
     if let Some(scheme_end) = out.find("://") {
         let start = scheme_end + 3;
-        let end = out[start..]
-            .find(['/', '?', '#'])
-            .map_or(out.len(), |i| start + i);
-        if let Some(at) = out[start..end].rfind('@') {
+        if let Some(at) = out[start..].rfind('@') {
+            // A user name holds no unescaped `:`: the password starts
+            // after the first one.
             if let Some(colon) = out[start..start + at].find(':') {
                 out.replace_range(start + colon + 1..start + at, "***");
             }
@@ -448,6 +452,24 @@ mod tests {
             redact_url("postgres://u@db/x?password=pw&sslmode=require"),
             "postgres://u@db/x?password=***&sslmode=require"
         );
+        // Unescaped `/`, `?`, `#`, `@` in the password: masked whole.
+        for (url, want) in [
+            ("redis://:p/w@h", "redis://:***@h"),
+            ("redis://:p/w@h:6379/0", "redis://:***@h:6379/0"),
+            ("redis://u:p?w@h/0", "redis://u:***@h/0"),
+            ("rediss://:p#w@h:6380", "rediss://:***@h:6380"),
+            ("redis://u:p@w@h", "redis://u:***@h"),
+            (
+                "postgres://u:a/b?c#d@db:5432/x",
+                "postgres://u:***@db:5432/x",
+            ),
+        ] {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+        // No user information: unchanged, even with an `@` in the query.
+        assert_eq!(redact_url("redis://h/0?x=a@b"), "redis://h/0?x=a@b");
+        let r = format!("{:?}", RedisConfig::new("rediss://:p/s3cret@h:6380"));
+        assert!(!r.contains("s3cret"), "{r}");
         let r = format!("{:?}", RedisConfig::new("rediss://u:s3cret@h:6380"));
         assert!(!r.contains("s3cret") && r.contains("u:***@h"), "{r}");
         let p = format!("{:?}", PostgresConfig::new("postgres://u:s3cret@db/x"));

@@ -16,7 +16,9 @@
 //! evicting Redis drops the set and its marker together, so "warm" can never
 //! outlive the membership it vouches for.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 
 use sec_audit_core::Clock;
 use sec_audit_rules::ScopeKey;
@@ -123,6 +125,83 @@ end
 return 0",
     )
 });
+
+/// Milliseconds between two warnings of one [`Coalesced`] kind.
+const COALESCE_MS: u64 = 10_000;
+
+/// A warning that can repeat per request, logged at most once per
+/// [`COALESCE_MS`] with the number of occurrences since the last one.
+pub(crate) struct Coalesced {
+    last_ms: AtomicU64,
+    since: AtomicU64,
+}
+
+static COALESCE_START: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+impl Coalesced {
+    pub(crate) const fn new() -> Coalesced {
+        Coalesced {
+            last_ms: AtomicU64::new(0),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one occurrence; `Some(n)` (occurrences since the last
+    /// warning, this one included) when this one should be logged.
+    pub(crate) fn hit(&self) -> Option<u64> {
+        let ms = u64::try_from(COALESCE_START.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.hit_at(ms)
+    }
+
+    /// [`Self::hit`] at `ms` milliseconds of a monotonic clock.
+    fn hit_at(&self, ms: u64) -> Option<u64> {
+        self.since.fetch_add(1, Ordering::Relaxed);
+        // +1: 0 means "never logged".
+        let now = ms.saturating_add(1);
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < COALESCE_MS {
+            return None;
+        }
+        if self
+            .last_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        Some(self.since.swap(0, Ordering::Relaxed).max(1))
+    }
+}
+
+/// Postgres failed during a lookup and a cached entry answered instead.
+static PG_FALLBACK: Coalesced = Coalesced::new();
+
+/// Logs (coalesced) that a Postgres error was answered by a cached entry.
+pub(crate) fn log_cached_fallback(error: &StoreError, entry: &BlockEntry) {
+    if let Some(n) = PG_FALLBACK.hit() {
+        tracing::warn!(
+            kind = error.kind(),
+            error = %error,
+            scope = %entry.scope(),
+            occurrences = n,
+            "postgres unavailable during a block lookup; answered by a later candidate's active cached block"
+        );
+    }
+}
+
+/// The first active cached entry among candidates `from..`.
+pub(crate) fn first_cached_from(
+    cached: &[Option<BlockEntry>],
+    now: f64,
+    from: usize,
+) -> Option<BlockEntry> {
+    cached
+        .iter()
+        .skip(from)
+        .flatten()
+        .find(|e| e.is_active(now))
+        .cloned()
+}
 
 /// The next step of a warm lookup (`#warm` present), from the decoded MGET
 /// values and the SMISMEMBER flags of the candidates (`members[i]`: candidate
@@ -284,7 +363,43 @@ impl TieredBlockStore {
         scopes: &[ScopeKey],
         raw: &[Option<String>],
         cached: &[Option<BlockEntry>],
+        rebuild: bool,
     ) -> Result<Option<BlockEntry>, StoreError> {
+        if rebuild {
+            self.try_rebuild();
+        }
+        let plan = cold_plan(cached, self.redis.now());
+        let first_cached = plan.first_cached.and_then(|i| cached[i].clone());
+        if plan.upto > 0 {
+            match self.pg.first_active(&scopes[..plan.upto]) {
+                Ok(Some(entry)) => {
+                    let seen = scopes
+                        .iter()
+                        .position(|s| {
+                            s.scope() == entry.scope_type && s.value() == entry.scope_value
+                        })
+                        .and_then(|i| raw[i].as_deref());
+                    self.recache(&entry, seen);
+                    return Ok(Some(entry));
+                }
+                Ok(None) => {}
+                // A later candidate's active cached entry proves a ban:
+                // answer it rather than the error (which fails open).
+                Err(e) => match first_cached {
+                    Some(entry) => {
+                        log_cached_fallback(&e, &entry);
+                        return Ok(Some(entry));
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+        Ok(first_cached)
+    }
+
+    /// A cold mirror: the worker that takes the rebuild lock rebuilds it
+    /// (failures are logged; the lookup then answers from Postgres).
+    pub(crate) fn try_rebuild(&self) {
         let token = unique_id();
         let mut lock = redis::cmd("SET");
         lock.arg(self.lock_key())
@@ -312,18 +427,6 @@ impl TieredBlockStore {
                 tracing::warn!(error = %e, "mirror rebuild lock unavailable; answering from postgres")
             }
         }
-        let plan = cold_plan(cached, self.redis.now());
-        if plan.upto > 0 {
-            if let Some(entry) = self.pg.first_active(&scopes[..plan.upto])? {
-                let seen = scopes
-                    .iter()
-                    .position(|s| s.scope() == entry.scope_type && s.value() == entry.scope_value)
-                    .and_then(|i| raw[i].as_deref());
-                self.recache(&entry, seen);
-                return Ok(Some(entry));
-            }
-        }
-        Ok(plan.first_cached.and_then(|i| cached[i].clone()))
     }
 
     /// Re-caches a permanent entry read from Postgres (only while it is in
@@ -426,10 +529,10 @@ pub(crate) struct LookupReply {
     /// The raw cached values, kept for the compare-and-set re-cache and
     /// heal scripts (a stale lookup never overwrites a newer change).
     raw: Vec<Option<String>>,
-    cached: Vec<Option<BlockEntry>>,
+    pub(crate) cached: Vec<Option<BlockEntry>>,
     /// `flags[0]`: the mirror is warm; `flags[i + 1]`: candidate `i` is a
     /// member.
-    flags: Vec<bool>,
+    pub(crate) flags: Vec<bool>,
 }
 
 impl LookupReply {
@@ -482,20 +585,49 @@ impl TieredBlockStore {
     /// `allow_postgres` it touches nothing (no I/O) and stops where
     /// Postgres would be needed; the async store then runs it again, with
     /// Postgres, on its blocking pool.
+    ///
+    /// A cold mirror whose first candidate has an active cached entry is
+    /// answered by that entry without Postgres (`cold_plan().upto == 0`);
+    /// the sync walk still rebuilds the mirror first. `rebuild: false`
+    /// leaves the rebuild to the caller (the async store runs it detached).
+    ///
+    /// A Postgres error is answered by the first later candidate's active
+    /// cached entry (a proven ban, logged, coalesced) and returned only
+    /// when there is none.
     pub(crate) fn walk(
         &self,
         scopes: &[ScopeKey],
         reply: &LookupReply,
         allow_postgres: bool,
     ) -> Result<Walk, StoreError> {
+        self.walk_with(scopes, reply, allow_postgres, true)
+    }
+
+    /// [`Self::walk`]; `rebuild`: a cold walk with Postgres rebuilds the
+    /// mirror inline first.
+    pub(crate) fn walk_with(
+        &self,
+        scopes: &[ScopeKey],
+        reply: &LookupReply,
+        allow_postgres: bool,
+        rebuild: bool,
+    ) -> Result<Walk, StoreError> {
         let LookupReply { raw, cached, flags } = reply;
+        let now = self.redis.now();
         if !flags[0] {
             if !allow_postgres {
+                let plan = cold_plan(cached, now);
+                if plan.upto == 0 {
+                    return Ok(Walk::Answer(
+                        plan.first_cached.and_then(|i| cached[i].clone()),
+                    ));
+                }
                 return Ok(Walk::NeedsPostgres);
             }
-            return self.cold_lookup(scopes, raw, cached).map(Walk::Answer);
+            return self
+                .cold_lookup(scopes, raw, cached, rebuild)
+                .map(Walk::Answer);
         }
-        let now = self.redis.now();
         let mut from = 0;
         loop {
             match warm_step(cached, &flags[1..], now, from) {
@@ -504,15 +636,24 @@ impl TieredBlockStore {
                 WarmStep::AskPostgres(_) if !allow_postgres => return Ok(Walk::NeedsPostgres),
                 // Banned, but the cached entry was evicted (or expired, or
                 // unreadable): Postgres decides, and the cache is refilled.
-                WarmStep::AskPostgres(i) => match self.pg.get_active(&scopes[i])? {
-                    Some(entry) => {
+                WarmStep::AskPostgres(i) => match self.pg.get_active(&scopes[i]) {
+                    Ok(Some(entry)) => {
                         self.recache(&entry, raw[i].as_deref());
                         return Ok(Walk::Answer(Some(entry)));
                     }
-                    None => {
+                    Ok(None) => {
                         self.heal(&scopes[i], raw[i].as_deref());
                         from = i + 1;
                     }
+                    // A later candidate's active cached entry proves a ban:
+                    // answer it rather than the error (which fails open).
+                    Err(e) => match first_cached_from(cached, now, i + 1) {
+                        Some(entry) => {
+                            log_cached_fallback(&e, &entry);
+                            return Ok(Walk::Answer(Some(entry)));
+                        }
+                        None => return Err(e),
+                    },
                 },
             }
         }
@@ -618,6 +759,32 @@ mod tests {
             revoked_at: None,
             metadata: Map::new(),
         })
+    }
+
+    #[test]
+    fn coalesced_warnings_log_once_per_window_with_the_count() {
+        let c = Coalesced::new();
+        assert_eq!(c.hit_at(0), Some(1), "the first one is logged");
+        for ms in [1, 500, COALESCE_MS - 2] {
+            assert_eq!(c.hit_at(ms), None, "within the window: counted only");
+        }
+        assert_eq!(
+            c.hit_at(COALESCE_MS),
+            Some(4),
+            "the three counted plus this one"
+        );
+        assert_eq!(c.hit_at(COALESCE_MS + 1), None);
+    }
+
+    #[test]
+    fn first_cached_from_skips_inactive_and_earlier_entries() {
+        let cached = [entry(None), None, entry(Some(5.0)), entry(Some(50.0))];
+        assert!(first_cached_from(&cached, 10.0, 0).is_some_and(|e| e.expires_at.is_none()));
+        assert_eq!(
+            first_cached_from(&cached, 10.0, 1).and_then(|e| e.expires_at),
+            Some(50.0)
+        );
+        assert_eq!(first_cached_from(&cached, 60.0, 1), None);
     }
 
     #[test]

@@ -154,20 +154,34 @@ async fn tiered_async_lookup_agrees_with_the_sync_store_clean_temp_permanent_evi
     );
     assert_eq!(Ok(found), t.sync.first_active(&case));
 
-    // Cold mirror (lost, e.g. evicted): rebuilt, then answered from Postgres.
+    // Cold mirror (lost, e.g. evicted): answered from Postgres; the mirror
+    // is rebuilt detached from the request.
     t.redis
         .cmd::<i64>(redis::cmd("DEL").arg(t.sync.mirror_key()));
     t.redis.cmd::<i64>(redis::cmd("DEL").arg(&cache_key));
     let found = t.lookup.first_active(&case).await.expect("async, cold");
     assert_eq!(found.as_ref().map(|e| e.scope_value.as_str()), Some("eve"));
+    let waited = Instant::now();
+    while t.redis.cmd::<i64>(
+        redis::cmd("SISMEMBER")
+            .arg(t.sync.mirror_key())
+            .arg("#warm"),
+    ) != 1
+    {
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "the mirror was not rebuilt"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         t.redis.cmd::<i64>(
             redis::cmd("SISMEMBER")
                 .arg(t.sync.mirror_key())
-                .arg("#warm")
+                .arg("user:eve")
         ),
         1,
-        "the mirror was rebuilt"
+        "the rebuilt mirror holds the ban"
     );
     assert_eq!(Ok(found), t.sync.first_active(&case));
     assert_eq!(t.lookup.first_active(&clean).await, Ok(None));
@@ -404,4 +418,193 @@ async fn tiered_lookup_that_needs_an_unreachable_postgres_is_an_error_never_not_
         lookup.first_active(&scopes("198.51.100.9", "bob")).await,
         Ok(None)
     );
+}
+
+/// A tiered store whose Postgres is a closed loopback port (every query
+/// fails at once), plus its async lookup over a blocking pool of one.
+fn tiered_without_postgres(
+    test: &str,
+    pool: BlockingPool,
+) -> (TestRedis, Arc<TieredBlockStore>, AsyncTieredBlockStore) {
+    let redis = TestRedis::new(test);
+    let port = common::free_port();
+    let pg = PostgresBlockStore::new(
+        &sec_audit_store::PostgresConfig::new(format!("postgres://postgres@127.0.0.1:{port}/test"))
+            .with_connect_timeout(Duration::from_millis(300))
+            .with_failure_backoff(Duration::ZERO),
+        clock(),
+    )
+    .expect("valid config");
+    let sync = Arc::new(TieredBlockStore::new(
+        &redis.pool,
+        pg,
+        clock(),
+        TieredOptions::default(),
+    ));
+    let conn = AsyncRedis::new(&redis.config()).expect("config");
+    let lookup = AsyncTieredBlockStore::new(&conn, Arc::clone(&sync), pool);
+    (redis, sync, lookup)
+}
+
+/// Holds the only permit of a pool of one until dropped.
+struct Busy(Arc<AtomicBool>);
+
+impl Busy {
+    async fn occupy(pool: &BlockingPool) -> Busy {
+        let release = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&release);
+        let p = pool.clone();
+        tokio::spawn(async move {
+            let _ = p
+                .run(move || {
+                    let t = Instant::now();
+                    while !r.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(20) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                })
+                .await;
+        });
+        let t = Instant::now();
+        while pool.busy() < pool.size() {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "the pool was not occupied"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Busy(release)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Cold mirror, the blocking pool unavailable (full): a first candidate
+/// with an active cached entry is answered without the pool; a later
+/// candidate's active cached entry answers when the pool times out;
+/// nothing cached: the timeout is the answer (fail mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_mirror_is_answered_by_cached_entries_when_the_blocking_pool_cannot() {
+    let pool = BlockingPool::new(1, Duration::from_millis(200));
+    let (redis, sync, lookup) = tiered_without_postgres("aio_cold_cached", pool.clone());
+    sync.block(&new_block("user", "carol", Some(300)))
+        .expect("temp block, redis only");
+    // The mirror is cold: it was never built.
+    assert_eq!(
+        redis.cmd::<i64>(redis::cmd("EXISTS").arg(sync.mirror_key())),
+        0
+    );
+    let busy = Busy::occupy(&pool).await;
+
+    // The first candidate is cached: no Postgres, no pool.
+    let first = vec![
+        ScopeKey::new("user", "carol"),
+        ScopeKey::new("ip", "192.0.2.7"),
+    ];
+    let found = lookup
+        .first_active(&first)
+        .await
+        .expect("answered from the cache");
+    assert_eq!(found.map(|e| e.scope_value), Some("carol".to_string()));
+
+    // A later candidate is cached: Postgres would be asked about the first
+    // one, the pool times out, the cached ban answers.
+    let later = vec![
+        ScopeKey::new("ip", "192.0.2.7"),
+        ScopeKey::new("user", "carol"),
+    ];
+    let t = Instant::now();
+    let found = lookup
+        .first_active(&later)
+        .await
+        .expect("the cached ban answers");
+    assert_eq!(found.map(|e| e.scope_value), Some("carol".to_string()));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    // Nothing cached: the timeout is returned (the caller's fail mode).
+    let none = vec![
+        ScopeKey::new("ip", "192.0.2.7"),
+        ScopeKey::new("user", "dave"),
+    ];
+    let err = lookup
+        .first_active(&none)
+        .await
+        .expect_err("nothing proves a ban");
+    assert!(matches!(err, StoreError::Timeout(_)), "{err:?}");
+    drop(busy);
+    redis.assert_all_keys_have_ttl();
+}
+
+/// Postgres failing in the walk (warm mirror, a member without cached
+/// entry; cold mirror): a later candidate's active cached entry answers,
+/// sync and async alike; with none, the Postgres error is returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_error_never_hides_a_later_cached_ban() {
+    let pool = BlockingPool::new(2, Duration::from_secs(5));
+    let (redis, sync, lookup) = tiered_without_postgres("aio_pg_error", pool);
+    sync.block(&new_block("user", "carol", Some(300)))
+        .expect("temp block, redis only");
+    // A warm mirror naming a banned ip whose cached entry is gone.
+    redis.cmd::<i64>(
+        redis::cmd("SADD")
+            .arg(sync.mirror_key())
+            .arg("#warm")
+            .arg("ip:192.0.2.9"),
+    );
+    redis.cmd::<i64>(redis::cmd("EXPIRE").arg(sync.mirror_key()).arg(600));
+    let case = vec![
+        ScopeKey::new("ip", "192.0.2.9"),
+        ScopeKey::new("user", "carol"),
+    ];
+    let alone = vec![
+        ScopeKey::new("ip", "192.0.2.9"),
+        ScopeKey::new("user", "dave"),
+    ];
+    for warm in [true, false] {
+        if !warm {
+            redis.cmd::<i64>(redis::cmd("DEL").arg(sync.mirror_key()));
+        }
+        let s = sync
+            .first_active(&case)
+            .expect("sync: the cached ban answers");
+        assert_eq!(
+            s.map(|e| e.scope_value),
+            Some("carol".to_string()),
+            "warm {warm}"
+        );
+        let a = lookup
+            .first_active(&case)
+            .await
+            .expect("async: the cached ban answers");
+        assert_eq!(
+            a.map(|e| e.scope_value),
+            Some("carol".to_string()),
+            "warm {warm}"
+        );
+        let err = sync
+            .first_active(&alone)
+            .expect_err("sync: nothing proves a ban");
+        assert!(
+            matches!(
+                err,
+                StoreError::Postgres(_) | StoreError::Pool(_) | StoreError::Timeout(_)
+            ),
+            "{err:?}"
+        );
+        let err = lookup
+            .first_active(&alone)
+            .await
+            .expect_err("async: nothing proves a ban");
+        assert!(
+            matches!(
+                err,
+                StoreError::Postgres(_) | StoreError::Pool(_) | StoreError::Timeout(_)
+            ),
+            "{err:?}"
+        );
+    }
+    redis.assert_all_keys_have_ttl();
 }

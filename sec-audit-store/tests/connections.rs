@@ -275,6 +275,51 @@ fn rediss_with_a_private_ca_works_and_is_verified() {
     assert_eq!(n, 1);
 }
 
+/// The async lookup (`AsyncRedis`, the ingress path of an async server)
+/// over `rediss://` with a private CA: it must use the same TLS settings as
+/// the pool, or every async lookup fails the handshake (and fails open).
+#[test]
+fn async_lookups_over_rediss_trust_the_private_ca() {
+    use sec_audit_store::aio::{AsyncRedis, AsyncRedisBlockStore};
+    let tls = TlsServer::start();
+    let prefix = format!("t:{}", unique("atls"));
+    let settings = config(&tls.url("localhost"), &prefix).with_tls_ca_file(&tls.ca);
+    let pool = RedisPool::new(&settings).expect("valid TLS settings");
+    let store = RedisBlockStore::new(&pool, clock(), 3600);
+    store
+        .block(&new_block("user", "atls-user", Some(60)))
+        .expect("a block written over TLS");
+    let conn = AsyncRedis::new(&settings).expect("valid TLS settings");
+    let lookup = AsyncRedisBlockStore::new(&conn, store.clone());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let user = ScopeKey::new("user", "atls-user");
+    let found = rt
+        .block_on(lookup.first_active(std::slice::from_ref(&user)))
+        .expect("an async lookup over TLS with the private CA")
+        .expect("the block is found");
+    assert_eq!(found.scope_value, "atls-user");
+    rt.block_on(conn.ping()).expect("async PING over TLS");
+
+    // Without the CA the public roots refuse the server, async too.
+    let short = config(&tls.url("localhost"), &prefix)
+        .with_connect_timeout(Duration::from_millis(400))
+        .with_command_timeout(Duration::from_millis(400));
+    let conn = AsyncRedis::new(&short).expect("valid");
+    let err = rt
+        .block_on(conn.ping())
+        .expect_err("an unknown CA is refused");
+    assert!(
+        matches!(err, StoreError::Redis(_) | StoreError::Timeout(_)),
+        "{err:?}"
+    );
+    store
+        .unblock(&user, "test", "test")
+        .expect("cleanup over TLS");
+}
+
 impl TlsServer {
     /// The server's plain (non-TLS) port setting, read over TLS.
     fn plain_port(&self) -> String {

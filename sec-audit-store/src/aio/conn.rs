@@ -69,8 +69,9 @@ impl AsyncRedis {
     /// Builds the handle without connecting. Fails only on invalid settings.
     pub fn new(config: &RedisConfig) -> Result<AsyncRedis, StoreError> {
         config.validate()?;
-        let client = redis::Client::open(config.url.as_str())
-            .map_err(|e| StoreError::Invalid(format!("redis url: {e}")))?;
+        // The same client the sync pool uses: TLS settings (`tls_ca_file`)
+        // included, so the async path verifies the server the same way.
+        let client = config.client()?;
         Ok(AsyncRedis {
             inner: Arc::new(Inner {
                 client,

@@ -22,6 +22,7 @@ mod conn;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use sec_audit_rules::ScopeKey;
@@ -32,7 +33,9 @@ pub use conn::AsyncRedis;
 use crate::block::{BlockEntry, BlockStore, StoreError};
 use crate::redis_block::RedisBlockStore;
 use crate::stats::StoreStats;
-use crate::tiered::{LookupReply, RawLookup, TieredBlockStore, Walk};
+use crate::tiered::{
+    first_cached_from, log_cached_fallback, LookupReply, RawLookup, TieredBlockStore, Walk,
+};
 
 /// A boxed, `Send` future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -151,6 +154,17 @@ pub struct AsyncTieredBlockStore {
     conn: AsyncRedis,
     store: Arc<TieredBlockStore>,
     pool: BlockingPool,
+    /// A detached mirror rebuild is scheduled or running.
+    rebuilding: Arc<AtomicBool>,
+}
+
+/// Clears the flag when dropped (the rebuild ended, or was never run).
+struct ResetOnDrop(Arc<AtomicBool>);
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for AsyncTieredBlockStore {
@@ -172,6 +186,7 @@ impl AsyncTieredBlockStore {
             conn: conn.with_own_stats(),
             store,
             pool,
+            rebuilding: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -187,20 +202,68 @@ impl AsyncTieredBlockStore {
         let (keys, pipe) = self.store.lookup_pipe(scopes);
         let raw: RawLookup = self.conn.pipeline(&pipe).await?;
         let reply = LookupReply::decode(scopes.len(), &keys, raw)?;
+        let cold = !reply.flags[0];
+        if cold {
+            self.rebuild_detached();
+        }
         if let Walk::Answer(found) = self.store.walk(scopes, &reply, false)? {
             return Ok(found);
         }
+        // What answers when the blocking pool does not (timeout, panic):
+        // the first active cached entry, a proven ban. The walk without
+        // Postgres stopped before it, so it is the answer of every path
+        // but "an earlier candidate is banned in Postgres".
+        let fallback = first_cached_from(&reply.cached, self.store.redis().now(), 0);
         let store = Arc::clone(&self.store);
         let scopes = scopes.to_vec();
         let walked = self
             .pool
-            .run(move || store.walk(&scopes, &reply, true))
-            .await
-            .map_err(StoreError::from)??;
+            .run(move || store.walk_with(&scopes, &reply, true, false))
+            .await;
         match walked {
-            Walk::Answer(found) => Ok(found),
-            Walk::NeedsPostgres => Err(StoreError::Redis("lookup did not complete".into())),
+            Ok(Ok(Walk::Answer(found))) => Ok(found),
+            Ok(Ok(Walk::NeedsPostgres)) => Err(StoreError::Redis("lookup did not complete".into())),
+            Ok(Err(e)) => Err(e),
+            Err(e) => {
+                let e = StoreError::from(e);
+                match fallback {
+                    Some(entry) => {
+                        log_cached_fallback(&e, &entry);
+                        Ok(Some(entry))
+                    }
+                    None => Err(e),
+                }
+            }
         }
+    }
+
+    /// A cold mirror: rebuild it on the blocking pool, detached from the
+    /// request (a long rebuild never holds a lookup past the pool's
+    /// timeout), at most one attempt per store at a time; across
+    /// processes the rebuild lock elects one worker.
+    fn rebuild_detached(&self) {
+        if self.rebuilding.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let reset = ResetOnDrop(Arc::clone(&self.rebuilding));
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = Arc::clone(&self.store);
+        let pool = self.pool.clone();
+        handle.spawn(async move {
+            // The rebuild keeps its permit until it ends, even past the
+            // pool's timeout; `reset` goes with it (or is dropped unrun).
+            let outcome = pool
+                .run(move || {
+                    let _reset = reset;
+                    store.try_rebuild();
+                })
+                .await;
+            if let Err(e) = outcome {
+                tracing::debug!(kind = e.kind(), error = %e, "detached mirror rebuild still running or not run");
+            }
+        });
     }
 
     /// Round trips of the async lookups plus what the sync store sent for
