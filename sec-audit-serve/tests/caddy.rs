@@ -97,7 +97,10 @@ fn run(decide_status: &str, denied_status: u16) {
     );
     assert_eq!(direct.status, denied_status, "{}", direct.text());
     let r = from(BYSTANDER, listen, "GET", "/", "X-Audit-User: alice\r\n");
-    assert_eq!(r.status, 200, "a client-supplied X-Audit-User reached serve");
+    assert_eq!(
+        r.status, 200,
+        "a client-supplied X-Audit-User reached serve"
+    );
 
     caddy.assert_running("caddy.log");
     let log = caddy.read("caddy.log");
