@@ -46,6 +46,17 @@ if ! { command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; }; then
   fi
 fi
 
+# Caddy: the sec-audit-serve tests run a real Caddy (forward_auth) in front
+# of sec-audit serve. Debian installs it as /usr/bin/caddy.
+if ! { command -v caddy >/dev/null || [ -x /usr/bin/caddy ]; }; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing caddy (the serve tests run it in front of sec-audit serve)"
+    apt-get update -qq && apt-get install -y -qq caddy >/dev/null || die "could not install caddy"
+  else
+    die "caddy is missing: install it (apt-get install caddy) to run the sec-audit-serve tests"
+  fi
+fi
+
 # Redis
 rh=$(host_of "$SEC_AUDIT_TEST_REDIS_URL"); rp=$(port_of "$SEC_AUDIT_TEST_REDIS_URL" 6379)
 if ! reachable "$rh" "$rp"; then

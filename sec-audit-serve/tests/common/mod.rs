@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use sec_audit_enforce::{Config, Runtime, Sink};
 use sec_audit_serve::{ServeConfig, Server, ShutdownReport, Tokens};
 
+pub mod proxy;
+
 pub const ADMIN: &str = "admin-token-for-tests-0123456789";
 pub const READ: &str = "read-token-for-tests-0123456789";
 pub const INGEST: &str = "ingest-token-for-tests-0123456789";
