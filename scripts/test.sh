@@ -90,4 +90,4 @@ say "building plugins"
 cargo xtask plugins
 
 say "running the tests"
-cargo test --workspace --all-targets "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"

@@ -116,9 +116,14 @@ impl FailureCoalescer {
     }
 }
 
+/// Called on every failure, uncoalesced, with its fail mode and kind (for
+/// exact metrics: records are coalesced, observers are not).
+pub type FailureObserver = dyn Fn(&str, &str) + Send + Sync;
+
 /// Reports failures of one runtime: coalesced records, exact counts.
 /// Shared by the runtime and its enforcer.
 pub struct FailureReporter {
+    observers: parking_lot::RwLock<Vec<Arc<FailureObserver>>>,
     coalescer: FailureCoalescer,
     emitter: Arc<EventEmitter>,
     clock: Arc<dyn Clock>,
@@ -138,6 +143,7 @@ impl std::fmt::Debug for FailureReporter {
 impl FailureReporter {
     pub fn new(emitter: Arc<EventEmitter>, clock: Arc<dyn Clock>) -> Self {
         FailureReporter {
+            observers: parking_lot::RwLock::new(Vec::new()),
             coalescer: FailureCoalescer::default(),
             emitter,
             clock,
@@ -156,6 +162,11 @@ impl FailureReporter {
         );
     }
 
+    /// Calls `observer` on every failure from now on, uncoalesced.
+    pub fn observe(&self, observer: Arc<FailureObserver>) {
+        self.observers.write().push(observer);
+    }
+
     /// A failure that decided an outcome with `mode` (`open` or `closed`);
     /// `kind` is a short error kind, never a message.
     pub fn failed(&self, mode: &str, kind: &str) {
@@ -163,6 +174,9 @@ impl FailureReporter {
             self.fail_closed.fetch_add(1, Ordering::Relaxed);
         } else {
             self.fail_open.fetch_add(1, Ordering::Relaxed);
+        }
+        for observer in self.observers.read().iter() {
+            observer(mode, kind);
         }
         let now = self.clock.now_ns();
         if let Some(count) = self.coalescer.record(mode, kind, now) {
@@ -199,6 +213,34 @@ pub use sec_audit_core::log_coalesce::{log_coalesced, Level};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn observers_see_every_failure_while_records_are_coalesced() {
+        use crate::events::Sink;
+        use sec_audit_core::{ManualClock, Scrubber};
+        let emitter = Arc::new(EventEmitter::new(Sink::Discard, Scrubber::default(), "1.0"));
+        let records = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&records);
+        emitter.subscribe(None, move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        });
+        let clock = Arc::new(ManualClock::at_secs(1_000.0));
+        let reporter = FailureReporter::new(Arc::clone(&emitter), clock);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        reporter.observe(Arc::new(move |mode: &str, kind: &str| {
+            sink.lock().push((mode.to_string(), kind.to_string()));
+        }));
+        for _ in 0..5 {
+            reporter.failed("open", "timeout");
+        }
+        reporter.failed("closed", "timeout");
+        assert_eq!(records.load(Ordering::Relaxed), 2, "one record per key");
+        let seen = seen.lock();
+        assert_eq!(seen.len(), 6, "every failure observed");
+        assert_eq!(seen.iter().filter(|(m, _)| m == "open").count(), 5);
+    }
 
     #[test]
     fn one_record_per_key_per_second_with_the_counts_adding_up() {

@@ -226,15 +226,15 @@ impl RuntimeBuilder {
         ));
         let enforcer = Arc::new(
             Enforcer::new(
-            Arc::clone(&stores.blocks),
-            policy,
-            Arc::clone(engine.scopes()),
-            Arc::clone(&emitter),
-            self.scrubber.clone(),
-            Arc::clone(&self.clock),
-            config.status_code,
-            config.message.clone(),
-        )
+                Arc::clone(&stores.blocks),
+                policy,
+                Arc::clone(engine.scopes()),
+                Arc::clone(&emitter),
+                self.scrubber.clone(),
+                Arc::clone(&self.clock),
+                config.status_code,
+                config.message.clone(),
+            )
             .with_failures(Arc::clone(&failures)),
         );
         let resolver =
@@ -361,6 +361,13 @@ impl Runtime {
     /// records coalesced).
     pub fn failure_stats(&self) -> FailureStats {
         self.failures.stats()
+    }
+
+    /// Calls `observer(fail_mode, error_kind)` on every failure that decides
+    /// an outcome, uncoalesced (the `evaluation_failed` records are
+    /// coalesced): for exact metrics.
+    pub fn on_failure(&self, observer: impl Fn(&str, &str) + Send + Sync + 'static) {
+        self.failures.observe(Arc::new(observer));
     }
 
     fn default_deny(&self, reason: DenyReason) -> IngressDecision {

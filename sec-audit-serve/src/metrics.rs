@@ -1,9 +1,13 @@
 //! `/metrics`: Prometheus text, every name starting `sec_audit_`.
 //!
-//! Enforcement decisions and store errors are counted by a subscriber on
-//! the runtime's emitter (every emitted record, whoever caused it: decide,
-//! egress, the block API); the HTTP handlers count ingress outcomes, ingest
-//! lines and the decide latency; queue figures are read at scrape time.
+//! Enforcement decisions are counted by a subscriber on the runtime's
+//! emitter (every emitted record, whoever caused it: decide, egress, the
+//! block API). Failures (store errors, fail-open outcomes, evaluation
+//! failures) are counted exactly by an observer on the runtime's failure
+//! reporter: the `evaluation_failed` records themselves are coalesced (one
+//! per fail mode and kind per second). The HTTP handlers count ingress
+//! outcomes, ingest lines and the decide latency; queue figures are read at
+//! scrape time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use sec_audit_enforce::{EnforcementEvent, EventEmitter, EventType};
+use sec_audit_enforce::{EnforcementEvent, EventEmitter, Runtime};
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -120,7 +124,7 @@ impl Metrics {
         );
         registry.register(
             "sec_audit_evaluation_failures",
-            "evaluation_failed records, by error kind and fail mode",
+            "Failures that decided an outcome (each one, though the evaluation_failed records are coalesced), by error kind and fail mode",
             m.evaluation_failures.clone(),
         );
         registry.register(
@@ -169,21 +173,30 @@ impl Metrics {
                 ("scope", text("scope.type")),
             ])
             .inc();
-        if e.event_type == EventType::EvaluationFailed {
-            let kind = text("error.type");
-            let mode = text("enforcement.fail_mode");
-            if is_store_error(&kind) {
-                self.store_error(&kind);
-            }
-            if mode == "open" {
-                self.ingress
-                    .get_or_create(&vec![("outcome", "fail_open".to_string())])
-                    .inc();
-            }
-            self.evaluation_failures
-                .get_or_create(&vec![("kind", kind), ("fail_mode", mode)])
+    }
+
+    /// Counts every failure of `runtime` from now on, uncoalesced.
+    pub fn observe_failures(self: &Arc<Self>, runtime: &Runtime) {
+        let m = Arc::clone(self);
+        runtime.on_failure(move |mode, kind| m.failure(mode, kind));
+    }
+
+    /// One failure that decided an outcome (`mode`: `open` or `closed`).
+    fn failure(&self, mode: &str, kind: &str) {
+        if is_store_error(kind) {
+            self.store_error(kind);
+        }
+        if mode == "open" {
+            self.ingress
+                .get_or_create(&vec![("outcome", "fail_open".to_string())])
                 .inc();
         }
+        self.evaluation_failures
+            .get_or_create(&vec![
+                ("kind", kind.to_string()),
+                ("fail_mode", mode.to_string()),
+            ])
+            .inc();
     }
 
     /// Counts a store failure seen outside the runtime's records (the
@@ -245,7 +258,7 @@ impl Metrics {
 mod tests {
     use super::*;
     use sec_audit_core::Scrubber;
-    use sec_audit_enforce::Sink;
+    use sec_audit_enforce::{EventType, Sink};
 
     #[test]
     fn records_and_handlers_show_up() {
@@ -257,11 +270,7 @@ mod tests {
                 .attr("security_rule.name", "brute_force_login")
                 .attr("scope.type", "ip"),
         );
-        emitter.emit(
-            EnforcementEvent::new(EventType::EvaluationFailed, 1)
-                .attr("error.type", "timeout")
-                .attr("enforcement.fail_mode", "open"),
-        );
+        m.failure("open", "timeout");
         m.ingress(Outcome::Deny);
         m.ingest(Source::Events, 3, 1, 0);
         m.decide_latency(0.001);

@@ -164,10 +164,11 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes,
 
 impl Server {
     /// A server over `runtime`: starts the egress queue's workers and
-    /// subscribes the metrics to the runtime's records.
+    /// subscribes the metrics to the runtime's records and failures.
     pub fn new(runtime: Arc<Runtime>, config: ServeConfig, tokens: Tokens) -> Server {
         let metrics = Arc::new(Metrics::new());
         metrics.subscribe(runtime.emitter());
+        metrics.observe_failures(&runtime);
         let queue = EgressQueue::new(
             Arc::clone(&runtime),
             config.queue_capacity,
