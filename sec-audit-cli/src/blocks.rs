@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use sec_audit_enforce::events::rfc3339;
+use sec_audit_enforce::events::{block_entry_json as entry_json, rfc3339};
 use sec_audit_enforce::{BlockApiError, ManualBlock, Runtime, Sink};
 use sec_audit_store::BlockEntry;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::CliError;
 use crate::util::{ellipsize, load_config, table, OutputTarget, WatchedWriter, WriteWatch};
@@ -123,21 +123,6 @@ pub fn revoke(
     Ok(())
 }
 
-fn entry_json(e: &BlockEntry) -> Value {
-    json!({
-        "scope_type": e.scope_type,
-        "scope_value": e.scope_value,
-        "kind": if e.is_permanent() { "permanent" } else { "temp" },
-        "rule_name": e.rule_name,
-        "reason": e.reason,
-        "status_code": e.status_code,
-        "message": e.message,
-        "created_at": rfc3339(e.created_at),
-        "expires_at": e.expires_at.map(rfc3339),
-        "metadata": e.metadata,
-    })
-}
-
 fn entry_row(e: &BlockEntry) -> Vec<String> {
     let actor = e
         .metadata
@@ -218,7 +203,7 @@ mod tests {
 
     fn entry(permanent: bool) -> BlockEntry {
         let mut metadata = Map::new();
-        metadata.insert("actor".into(), json!("cli:alice"));
+        metadata.insert("actor".into(), serde_json::json!("cli:alice"));
         BlockEntry {
             scope_type: "ip".into(),
             scope_value: "203.0.113.9".into(),

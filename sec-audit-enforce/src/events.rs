@@ -105,6 +105,24 @@ impl EnforcementEvent {
     }
 }
 
+/// The JSON form of a block entry, the same in every interface that shows
+/// one (`sec-audit blocks list --json`, the HTTP block API): times as
+/// RFC 3339, `kind` = `permanent` or `temp`.
+pub fn block_entry_json(e: &sec_audit_store::BlockEntry) -> Value {
+    serde_json::json!({
+        "scope_type": e.scope_type,
+        "scope_value": e.scope_value,
+        "kind": if e.is_permanent() { "permanent" } else { "temp" },
+        "rule_name": e.rule_name,
+        "reason": e.reason,
+        "status_code": e.status_code,
+        "message": e.message,
+        "created_at": rfc3339(e.created_at),
+        "expires_at": e.expires_at.map(rfc3339),
+        "metadata": e.metadata,
+    })
+}
+
 /// An RFC 3339 UTC timestamp with millisecond precision.
 pub fn rfc3339(secs: f64) -> String {
     let total_ms = (secs * 1000.0).round() as i64;

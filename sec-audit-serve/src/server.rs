@@ -18,11 +18,10 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message as _;
 use sec_audit_core::AuditEvent;
 use sec_audit_enforce::egress_queue::EgressQueue;
-use sec_audit_enforce::events::rfc3339;
+use sec_audit_enforce::events::block_entry_json as entry_json;
 use sec_audit_enforce::{
     BlockApiError, DenyReason, IngressDecision, ManualBlock, RequestView, Runtime,
 };
-use sec_audit_store::BlockEntry;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -596,21 +595,6 @@ fn block_gate(s: &AppState, headers: &HeaderMap, write: bool) -> Option<Reply> {
         )),
         Access::Read | Access::Admin => None,
     }
-}
-
-fn entry_json(e: &BlockEntry) -> Value {
-    json!({
-        "scope_type": e.scope_type,
-        "scope_value": e.scope_value,
-        "kind": if e.is_permanent() { "permanent" } else { "temp" },
-        "rule_name": e.rule_name,
-        "reason": e.reason,
-        "status_code": e.status_code,
-        "message": e.message,
-        "created_at": rfc3339(e.created_at),
-        "expires_at": e.expires_at.map(rfc3339),
-        "metadata": e.metadata,
-    })
 }
 
 fn api_error(s: &AppState, e: &BlockApiError) -> Reply {
