@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 
 use crate::rule::Decision;
 
+/// `integer` refuses values from 2^63 on (they would wrap as `i64`).
+const MAX_INTEGER_EXCLUSIVE: f64 = 9_223_372_036_854_775_808.0;
+
 /// What the host hands the library's factory: the `[rules.config]` table of
 /// the configuration entry, and the rule the entry selected with
 /// `rule = "..."`, if any.
@@ -173,10 +176,18 @@ impl<'a> Params<'a> {
     }
 
     /// A whole number ≥ `min`.
+    /// A whole number `>= min` and below 2^63, so it converts to `i64`
+    /// without wrapping.
     pub fn integer(&self, key: &str, default: u64, min: u64) -> Result<u64, ConfigError> {
         let n = self.non_negative(key, default as f64)?;
-        if n.fract() != 0.0 || n > u64::MAX as f64 {
+        if n.fract() != 0.0 {
             return Err(self.bad(key, format!("expected a whole number (got {n})")));
+        }
+        // Counts and thresholds are compared with `i64` counters: a value
+        // from 2^63 on would wrap in an `as i64` (1e19 would turn a
+        // threshold negative and match everything).
+        if n >= MAX_INTEGER_EXCLUSIVE {
+            return Err(self.bad(key, format!("is too large (got {n}; at most 2^63 - 1)")));
         }
         let n = n as u64;
         if n < min {
@@ -310,6 +321,22 @@ mod tests {
         );
         let e = p.finish().unwrap_err();
         assert_eq!(e.to_string(), "rule `r`: unknown parameter `typo`");
+    }
+
+    #[test]
+    fn integers_that_would_wrap_as_i64_are_refused() {
+        // From 2^63 on a value would wrap as i64 (a threshold of 1e19 would
+        // turn negative and match every event).
+        let c = config(
+            json!({"big": 1e19, "edge": 9_223_372_036_854_775_807_u64}),
+            None,
+        );
+        let p = c.params("r");
+        assert!(p.integer("big", 1, 1).is_err());
+        assert!(
+            p.integer("edge", 1, 1).is_err(),
+            "2^63 - 1 is not exact as f64: 2^63"
+        );
     }
 
     #[test]

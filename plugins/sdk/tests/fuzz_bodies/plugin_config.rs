@@ -55,6 +55,7 @@ fn every_accessor(p: &Params<'_>, table: &Map<String, Value>, key: &str) {
     for min in [0, 1, 5] {
         check(p.integer(key, 7, min).map(|n| {
             assert!(n >= min, "{key}: {n} < {min}");
+            assert!(i64::try_from(n).is_ok(), "{key}: {n} does not fit an i64");
             if raw.is_none() {
                 assert_eq!(n, 7);
             }
