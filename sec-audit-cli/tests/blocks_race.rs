@@ -8,51 +8,12 @@ mod common;
 use std::process::Stdio;
 
 use common::*;
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Double, Nullable, Text};
 
 const ROUNDS: usize = 6;
 const ADDERS: usize = 3;
 const REVOKERS: usize = 3;
-
-fn pg() -> PgConnection {
-    let url = pg_url();
-    PgConnection::establish(&url).unwrap_or_else(|e| {
-        panic!("Postgres is required for this test but is not reachable at {url} (set SEC_AUDIT_TEST_DATABASE_URL): {e}")
-    })
-}
-
-struct Schema(String);
-
-impl Schema {
-    fn new(test: &str) -> Self {
-        let name: String = unique(test)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        pg().batch_execute(&format!("CREATE SCHEMA \"{name}\""))
-            .unwrap_or_else(|e| panic!("CREATE SCHEMA {name}: {e}"));
-        Schema(name)
-    }
-    fn url(&self) -> String {
-        let base = pg_url();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}options=-csearch_path%3D{}", self.0)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = pg().batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0));
-    }
-}
 
 #[derive(QueryableByName, Debug)]
 struct Row {
@@ -124,7 +85,7 @@ fn racing_add_and_revoke_processes_leave_the_tiers_equal() {
              extract(epoch from revoked_at)::float8 AS revoked_at, \
              coalesce(metadata->>'actor', '') AS actor \
              FROM \"{}\".permanent_blocks ORDER BY id",
-            schema.0
+            schema.name
         ))
         .load(&mut pg())
         .unwrap_or_else(|e| panic!("reading permanent_blocks: {e}"));

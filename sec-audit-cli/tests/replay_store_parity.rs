@@ -14,8 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 use serde_json::json;
 
 /// `examples/quickstart.toml` with its plugin path made absolute and
@@ -31,45 +29,6 @@ fn config(dir: &TempDir, name: &str, extra: &str) -> PathBuf {
         .unwrap_or_else(|e| panic!("cannot read examples/quickstart.toml: {e}"));
     let text = text.replace("\"../target/plugins/", &format!("\"{}/", s(&plugins)));
     dir.write(name, &format!("{extra}\n{text}"))
-}
-
-fn pg() -> PgConnection {
-    let url = pg_url();
-    PgConnection::establish(&url).unwrap_or_else(|e| {
-        panic!("Postgres is required for this test but is not reachable at {url} (set SEC_AUDIT_TEST_DATABASE_URL): {e}")
-    })
-}
-
-/// A scratch schema, dropped at the end.
-struct Schema(String);
-
-impl Schema {
-    fn new(test: &str) -> Self {
-        let name: String = unique(test)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        pg().batch_execute(&format!("CREATE SCHEMA \"{name}\""))
-            .unwrap_or_else(|e| panic!("CREATE SCHEMA {name}: {e}"));
-        Schema(name)
-    }
-    fn url(&self) -> String {
-        let base = pg_url();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}options=-csearch_path%3D{}", self.0)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = pg().batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.0));
-    }
 }
 
 fn replay(config: &Path, log: &Path) -> Vec<u8> {

@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use serde_json::{json, Value};
@@ -274,42 +273,7 @@ struct Row {
     revoked_by: String,
 }
 
-/// A schema of its own in the test database, dropped at the end.
-struct Schema {
-    name: String,
-}
-
-fn pg() -> PgConnection {
-    let url = pg_url();
-    PgConnection::establish(&url).unwrap_or_else(|e| {
-        panic!("Postgres is required for this test but is not reachable at {url} (set SEC_AUDIT_TEST_DATABASE_URL): {e}")
-    })
-}
-
 impl Schema {
-    fn new(test: &str) -> Self {
-        let name: String = unique(test)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        pg().batch_execute(&format!("CREATE SCHEMA \"{name}\""))
-            .unwrap_or_else(|e| panic!("CREATE SCHEMA {name}: {e}"));
-        Schema { name }
-    }
-
-    /// The test database URL with this schema as the search path.
-    fn url(&self) -> String {
-        let base = pg_url();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}options=-csearch_path%3D{}", self.name)
-    }
-
     fn rows(&self) -> Vec<Row> {
         diesel::sql_query(format!(
             "SELECT scope_type, scope_value, rule_name, reason, \
@@ -319,12 +283,6 @@ impl Schema {
         ))
         .load(&mut pg())
         .unwrap_or_else(|e| panic!("reading permanent_blocks: {e}"))
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let _ = pg().batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
     }
 }
 

@@ -205,3 +205,50 @@ pub fn summary_count(summary: &str, label: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("no `{label}` count in the summary:\n{summary}"))
 }
+
+/// A connection to the test database, or a panic naming it.
+pub fn pg() -> diesel::PgConnection {
+    use diesel::Connection;
+    let url = pg_url();
+    diesel::PgConnection::establish(&url).unwrap_or_else(|e| {
+        panic!("Postgres is required for this test but is not reachable at {url} (set SEC_AUDIT_TEST_DATABASE_URL): {e}")
+    })
+}
+
+/// A scratch Postgres schema of the test's own, dropped at the end.
+pub struct Schema {
+    pub name: String,
+}
+
+impl Schema {
+    pub fn new(test: &str) -> Self {
+        use diesel::connection::SimpleConnection;
+        let name: String = unique(test)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        pg().batch_execute(&format!("CREATE SCHEMA \"{name}\""))
+            .unwrap_or_else(|e| panic!("CREATE SCHEMA {name}: {e}"));
+        Schema { name }
+    }
+
+    /// The test database URL with this schema as the search path.
+    pub fn url(&self) -> String {
+        let base = pg_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-csearch_path%3D{}", self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        use diesel::connection::SimpleConnection;
+        let _ = pg().batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
+    }
+}
