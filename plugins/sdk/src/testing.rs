@@ -394,7 +394,7 @@ impl TestHost {
             if enforcement_only && !r.safe_for_enforcement {
                 continue;
             }
-            if !r.event_types.is_empty() && !r.event_types.iter().any(|t| *t == event.event_type) {
+            if !r.event_types.is_empty() && !r.event_types.contains(&event.event_type) {
                 continue;
             }
             let reader = Reader {
@@ -800,10 +800,13 @@ impl FfiCounters for CountersView<'_> {
 
 // --- history ---------------------------------------------------------------
 
+/// One history row with its `recorded_at`.
+type Row = (f64, Map<String, Value>);
+
 #[derive(Default)]
 struct MemoryHistory {
     /// scope key -> rows, oldest first.
-    map: RefCell<HashMap<String, VecDeque<(f64, Map<String, Value>)>>>,
+    map: RefCell<HashMap<String, VecDeque<Row>>>,
 }
 
 impl MemoryHistory {
@@ -829,7 +832,7 @@ impl MemoryHistory {
         }
     }
 
-    fn rows(&self, key: &str) -> Vec<(f64, Map<String, Value>)> {
+    fn rows(&self, key: &str) -> Vec<Row> {
         self.map
             .borrow()
             .get(key)
@@ -888,7 +891,7 @@ impl Reader<'_> {
             return Ok(Vec::new());
         }
         let prefix = format!("{scope}:");
-        let mut rows: Vec<(f64, Map<String, Value>)> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
         for key in self.keys.iter().filter(|k| k.starts_with(&prefix)) {
             let kept = self.history.rows(key);
             rows.extend(
