@@ -1,5 +1,5 @@
 //! `sec-audit blocks list|add|revoke`: the block management API
-//! (enforcement.md) from the shell, against the stores the configuration
+//! from the shell, against the stores the configuration
 //! names, emitting the same enforcement events.
 
 use std::path::Path;

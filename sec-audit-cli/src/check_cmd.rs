@@ -1,4 +1,4 @@
-//! `sec-audit check`: the configuration check (enforcement.md), and with
+//! `sec-audit check`: the configuration check (W001–W005, E001), and with
 //! `--live` a probe of the configured Redis and Postgres.
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! `sec-audit replay` (replay.md): the whole pipeline over an audit log as
+//! `sec-audit replay`: the whole pipeline over an audit log as
 //! if enforcement had been live when it was written, with the log as the
 //! clock.
 
@@ -22,7 +22,8 @@ use crate::summary::Tally;
 use crate::util::{load_config, OutputTarget, WatchedWriter, WriteWatch};
 use crate::window::{RequestState, RequestWindow};
 
-/// The smallest request-id window replay.md allows.
+/// The smallest request-id window: at least the last 100 000 distinct ids
+/// are remembered.
 pub const MIN_REQUEST_WINDOW: usize = 100_000;
 /// Default bound on one input line.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 1 << 20;

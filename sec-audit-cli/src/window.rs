@@ -1,4 +1,4 @@
-//! The bounded memory of recent request ids (replay.md: at least the last
+//! The bounded memory of recent request ids (at least the last
 //! 100 000 distinct ids): a map and a first-seen FIFO.
 
 use std::collections::{HashMap, VecDeque};

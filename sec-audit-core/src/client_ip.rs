@@ -1,4 +1,4 @@
-//! Client-IP resolution behind trusted proxies (enforcement.md, ingress
+//! Client-IP resolution behind trusted proxies (the ingress
 //! step 1).
 //!
 //! `X-Forwarded-For` is read only when the peer address is inside a trusted

@@ -149,7 +149,7 @@ fn bound_value(value: &mut Value, depth: usize, b: &RecordBounds) {
 }
 
 /// Top-level attributes exempt from key-based scrubbing: `session.id` is the
-/// audit session id (never the raw session cookie, events.md), which a
+/// audit session id (never the raw session cookie), which a
 /// `sessionid` entry of the sensitive list would otherwise redact. Value
 /// regexes still apply below the top level.
 pub const EXEMPT_ATTRIBUTES: [&str; 1] = ["session.id"];

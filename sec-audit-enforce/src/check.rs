@@ -1,4 +1,4 @@
-//! The configuration check (enforcement.md, "Configuration check"): findings
+//! The configuration check (`sec-audit check`): findings
 //! as data a program can print.
 
 use std::collections::BTreeSet;

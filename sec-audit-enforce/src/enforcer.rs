@@ -1,4 +1,4 @@
-//! The enforcer: applies a resolved action (enforcement.md, "The enforcer").
+//! The enforcer: applies a resolved action: alert records, or one block per scope.
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! The enforcement runtime of sec-audit (enforcement.md): configuration,
+//! The enforcement runtime of sec-audit: configuration,
 //! the runtime builder, the enforcer, the ingress check and egress,
 //! enforcement events, the block management API and the configuration
 //! check. With the `tower` feature, a layer that puts the ingress check in

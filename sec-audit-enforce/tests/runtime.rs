@@ -1,5 +1,5 @@
-//! The enforcement runtime against the rows of enforcement.md and
-//! events.md, on memory stores with a settable clock.
+//! The enforcement runtime against the actions, fail modes, block API
+//! and enforcement records of `docs/`, on memory stores with a settable clock.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Action resolution: pure policy turning a match into an action
-//! (enforcement.md, "Actions"). Applying the action is the enforcer's job.
+//! (`docs/configuration.md`, `rule_actions`). Applying the action is the enforcer's job.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,5 +1,5 @@
 //! The history summary: the reduced, scrubbed form of an event that history
-//! stores (events.md, "History summary").
+//! stores (`docs/rules.md`, "How rules run").
 
 use sec_audit_core::{AuditEvent, Scrubber};
 use serde_json::{Map, Value};

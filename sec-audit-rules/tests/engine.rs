@@ -1,4 +1,4 @@
-//! Every step of the engine (rules.md, "The engine"), with test rules.
+//! Every step of the engine (`docs/rules.md`, "How rules run"), with test rules.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! Measures the cost of calling a rule through the plugin boundary against
-//! the same rule compiled natively, side by side (plugins.md, "Cost").
+//! the same rule compiled natively, side by side (a plugin call must cost little more than a native one).
 //!
 //! ```text
 //! cargo xtask plugins                      # release-built example plugins

@@ -74,7 +74,7 @@ impl FfiEvent for HostEvent<'_> {
 }
 
 /// The host's counters. A panicking store degrades like an unreachable one
-/// (counters.md: detection-state calls never fail) instead of unwinding
+/// (detection-state calls never fail) instead of unwinding
 /// through the plugin.
 struct HostCounters<'c>(&'c dyn Counters);
 

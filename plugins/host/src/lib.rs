@@ -1,7 +1,7 @@
 //! Loads sec-audit plugin rules from shared libraries built with
 //! `sec-audit-plugin-sdk`, and adapts each to the native
 //! [`sec_audit_rules::Rule`] contract, so the engine runs it like any other
-//! rule (plugins.md).
+//! rule (`docs/plugins.md`).
 //!
 //! ```text
 //! let spec = PluginSpec::from_entry(&entry, config_dir)?;      // or PluginSpec::new(path)...

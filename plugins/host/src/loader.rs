@@ -1,4 +1,4 @@
-//! Checked loading of plugin libraries (plugins.md, "Checked loading").
+//! Checked loading of plugin libraries: every refusal happens before anything is served.
 //!
 //! Order of checks for one configuration entry: the file exists and is a
 //! file; its sha256 digest matches the configured one (computed over the

@@ -1,4 +1,4 @@
-//! Checked loading: every refusal of plugins.md names the file, the rule
+//! Checked loading: every refusal (`docs/plugins.md`, "Pin it and configure it") names the file, the rule
 //! when known, and the reason.
 
 mod support;

@@ -10,7 +10,7 @@ use abi_stable::sabi_types::RRef;
 use crate::ffi::{FfiContext, FfiCounters_TO, FfiHistory_TO, FfiQuery};
 use crate::rule::RuleError;
 
-/// The per-call context (rules.md, "the context").
+/// The per-call context.
 pub struct Context<'a> {
     /// Seconds since the epoch, from the engine's clock (tests and replays
     /// drive it).
@@ -54,7 +54,7 @@ fn opt_u64(v: Option<u64>) -> ROption<u64> {
     }
 }
 
-/// Fixed-window counters (rules.md, "Counters"). A TTL is set only when a
+/// Fixed-window counters. A TTL is set only when a
 /// key is created; a key created at `t` with TTL `w` is gone from `t + w`
 /// on. Counter calls never fail: a host whose store cannot answer degrades
 /// (an `incr` returns `amount`, a read returns the default).
@@ -97,7 +97,7 @@ pub struct HistoryQuery<'q> {
     pub window_seconds: Option<f64>,
 }
 
-/// The scoped history reader (rules.md, "History").
+/// The scoped history reader.
 pub struct History<'a> {
     ffi: FfiHistory_TO<'a, RRef<'a, ()>>,
 }

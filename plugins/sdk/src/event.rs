@@ -11,7 +11,7 @@ use abi_stable::std_types::{RString, RVec};
 
 use crate::ffi::{FfiAccessor, FfiEntry, FfiEventRef, FfiOwnedValue, FfiRowsBox, FfiValue};
 
-/// One audit event (events.md): an `event_type` and attributes with
+/// One audit event (`docs/events.md`): an `event_type` and attributes with
 /// OTel-style dotted keys. Typed accessors never fail: a missing or
 /// mistyped value reads as empty (`""`, `0`, `None`).
 pub struct Event<'a> {
@@ -107,7 +107,7 @@ impl std::fmt::Debug for Event<'_> {
 }
 
 /// History rows for the current event's scope key, newest first. Each row is
-/// an event summary (events.md, "History summary") with `recorded_at` and,
+/// an event summary (`docs/rules.md`, "How rules run") with `recorded_at` and,
 /// where rules contributed them, `rule_attrs.<rule name>.<key>`.
 pub struct HistoryRows {
     ffi: Option<FfiRowsBox>,

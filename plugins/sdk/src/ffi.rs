@@ -197,7 +197,7 @@ pub enum FfiValue<'a> {
     Json(RString),
 }
 
-/// The typed event accessors of events.md.
+/// The typed event accessors (`docs/events.md`).
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FfiAccessor {

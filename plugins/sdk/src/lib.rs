@@ -51,6 +51,7 @@ pub mod ffi;
 mod rule;
 #[doc(hidden)]
 pub mod shim;
+pub mod testing;
 
 pub use config::{number, ConfigError, Params, PluginConfig};
 pub use context::{Context, Counters, History, HistoryQuery};

@@ -1,5 +1,5 @@
 //! The rule contract a plugin author implements; it mirrors the native one
-//! (rules.md, "A rule").
+//! (`sec_audit_rules::Rule`).
 
 use std::collections::BTreeSet;
 

@@ -1,4 +1,4 @@
-//! The eight built-in rules (rules.md, "Built-in rules"), each constructible
+//! The eight built-in rules (`docs/rules.md`), each constructible
 //! from a configuration table: `builtin = "<name>"` plus its parameters.
 //! Every built-in accepts `severity`, `message` and `tags` overrides; those
 //! that suggest a decision accept `decision`.

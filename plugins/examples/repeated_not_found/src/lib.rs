@@ -105,3 +105,59 @@ fn make_rules(config: &PluginConfig) -> Result<Vec<Box<dyn PluginRule>>, ConfigE
 }
 
 export_rules!(make_rules);
+
+/// Unit tests through the SDK's test host: no `.so`, no sec-audit host.
+#[cfg(test)]
+mod tests {
+    use sec_audit_plugin_sdk::serde_json::json;
+    use sec_audit_plugin_sdk::testing::TestHost;
+
+    use super::make_rules;
+
+    fn not_found(ip: &str, path: &str) -> sec_audit_plugin_sdk::serde_json::Value {
+        json!({"event_type": "http.response.client_error", "source.address": ip,
+               "http.response.status_code": 404, "url.path": path})
+    }
+
+    #[test]
+    fn matches_from_the_threshold_on_within_the_window() {
+        let mut host =
+            TestHost::from_factory(make_rules, json!({"threshold": 3, "window_seconds": 60}))
+                .unwrap();
+        for i in 0..2 {
+            assert!(host
+                .evaluate(&not_found("203.0.113.7", &format!("/p{i}")))
+                .unwrap()
+                .is_empty());
+            host.advance(1.0);
+        }
+        let m = host.evaluate(&not_found("203.0.113.7", "/p2")).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].metadata["not_found_count"], json!(3));
+        assert_eq!(m[0].metadata["last_path"], json!("/p2"));
+        // Another address has its own counter; a 403 is not a 404.
+        assert!(host
+            .evaluate(&not_found("203.0.113.8", "/p"))
+            .unwrap()
+            .is_empty());
+        let forbidden = json!({"event_type": "http.response.client_error",
+                               "source.address": "203.0.113.7", "http.response.status_code": 403});
+        assert!(host.evaluate(&forbidden).unwrap().is_empty());
+        assert_eq!(host.counter("repeated_not_found:203.0.113.7"), Some(3));
+        // The window is fixed: it ends 60 s after the first 404.
+        host.advance(58.0);
+        assert_eq!(host.counter("repeated_not_found:203.0.113.7"), None);
+        assert!(host
+            .evaluate(&not_found("203.0.113.7", "/again"))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn bad_configuration_is_refused_naming_the_key() {
+        let err = TestHost::from_factory(make_rules, json!({"threshold": 0})).unwrap_err();
+        assert!(err.to_string().contains("threshold"), "{err}");
+        let err = TestHost::from_factory(make_rules, json!({"treshold": 3})).unwrap_err();
+        assert!(err.to_string().contains("treshold"), "{err}");
+    }
+}
