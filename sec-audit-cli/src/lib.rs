@@ -6,6 +6,7 @@
 pub mod blocks;
 pub mod check_cmd;
 pub mod error;
+pub mod explain;
 pub mod lines;
 pub mod migrate;
 pub mod out;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use sec_audit_cli::{blocks, check_cmd, error, migrate, replay};
+use sec_audit_cli::{blocks, check_cmd, error, explain, migrate, replay};
 
 use sec_audit_cli::error::{CliError, EXIT_OK};
 use sec_audit_cli::util::{default_actor, load_config, parse_ttl, OutputTarget};
@@ -46,6 +46,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Replay(ReplayArgs),
+    Explain(ExplainArgs),
     Check(CheckArgs),
     #[command(subcommand)]
     Blocks(BlocksCommand),
@@ -92,6 +93,47 @@ struct ReplayArgs {
     #[arg(long, value_name = "N", default_value_t = replay::MIN_REQUEST_WINDOW as u64,
           value_parser = clap::value_parser!(u64).range(replay::MIN_REQUEST_WINDOW as u64..))]
     request_window: u64,
+    /// Lines longer than this are rejected without being buffered.
+    #[arg(long, value_name = "BYTES", default_value_t = replay::DEFAULT_MAX_LINE_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=(1u64 << 30)))]
+    max_line_bytes: u64,
+}
+
+/// Explains what the engine decided for chosen events of a log, and why:
+/// for tuning a rule before arming it.
+///
+/// The log is replayed as `sec-audit replay` would (the log as the clock,
+/// the same request window), always on memory stores: nothing is written to
+/// the configured Redis or Postgres. For each chosen event, in order: the
+/// ingress pass (a request's first event: the block it hit, the ingress-safe
+/// rules), then the egress pass — each rule that ran or why it was skipped,
+/// what it read (counters, history rows), whether it matched with its
+/// evidence, the action the match resolved to and which configuration entry
+/// decided it (rule_actions, block_rules, the built-in default) — and the
+/// enforcement records the event produced.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+#[command(group(clap::ArgGroup::new("select").required(true).args(["line", "request_id", "subject"])))]
+struct ExplainArgs {
+    /// The enforcement configuration (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// The audit log (JSONL), or `-` for standard input.
+    #[arg(value_name = "LOG|-")]
+    log: String,
+    /// Explain the event on line N (1-based); the log is read up to it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    line: Option<u64>,
+    /// Explain every event of this request id.
+    #[arg(long, value_name = "ID")]
+    request_id: Option<String>,
+    /// Explain every event of this subject (SCOPE:VALUE, e.g. ip:192.0.2.1
+    /// or user:alice).
+    #[arg(long, value_name = "SCOPE:VALUE")]
+    subject: Option<String>,
+    /// Explain at most N chosen events (the rest are counted).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    limit: usize,
     /// Lines longer than this are rejected without being buffered.
     #[arg(long, value_name = "BYTES", default_value_t = replay::DEFAULT_MAX_LINE_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1024..=(1u64 << 30)))]
@@ -305,6 +347,26 @@ fn run(cli: Cli) -> Result<u8, CliError> {
             max_line_bytes: usize::try_from(a.max_line_bytes)
                 .unwrap_or(replay::DEFAULT_MAX_LINE_BYTES),
         }),
+        Command::Explain(a) => {
+            let select = match (a.line, a.request_id, a.subject) {
+                (Some(n), _, _) => explain::Selector::Line(n),
+                (_, Some(id), _) => explain::Selector::RequestId(id),
+                (_, _, Some(s)) => explain::Selector::subject(&s).map_err(CliError::config)?,
+                (None, None, None) => {
+                    return Err(CliError::config(
+                        "explain needs one of --line, --request-id, --subject",
+                    ))
+                }
+            };
+            explain::run(&explain::ExplainOptions {
+                config: a.config,
+                log: a.log,
+                select,
+                limit: a.limit,
+                max_line_bytes: usize::try_from(a.max_line_bytes)
+                    .unwrap_or(replay::DEFAULT_MAX_LINE_BYTES),
+            })
+        }
         Command::Check(a) => check_cmd::run(&a.config, a.live),
         Command::Blocks(BlocksCommand::List(a)) => {
             blocks::list(&a.config, a.scope.as_deref(), a.value.as_deref(), a.json)?;

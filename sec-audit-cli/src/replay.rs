@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use sec_audit_core::{parse_line, AuditEvent, EventError, ManualClock};
+use sec_audit_core::{parse_line, AuditEvent, Clock, EventError, ManualClock};
 use sec_audit_enforce::{
-    BuildError, Config, FailureStats, IngressDecision, RequestView, Runtime, Sink,
+    BuildError, Config, FailureStats, IngressDecision, RequestView, Runtime, RuntimeBuilder, Sink,
 };
 
 use crate::error::{CliError, EXIT_OK, EXIT_STORE_FAILURES};
@@ -75,6 +75,20 @@ pub struct Stats {
     pub failures: FailureStats,
 }
 
+/// What became of one input line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineOutcome {
+    /// Not an event (the reason, in words).
+    Rejected(String),
+    /// A later event of a request that ingress denied: dropped.
+    DroppedDeniedRequest,
+    /// The first event of its request, denied at ingress (and dropped).
+    Denied(IngressDecision),
+    /// Went through the egress pass; `ingress` is the allow decision when
+    /// it was its request's first event.
+    Egress { ingress: Option<IngressDecision> },
+}
+
 /// Why a parsed line is rejected, in words.
 fn reason_of(e: &EventError) -> String {
     match e {
@@ -116,11 +130,24 @@ impl Replayer {
     /// A replayer over `config` (taken as it is: the caller decides about
     /// `enabled`), writing enforcement records to `sink`.
     pub fn new(config: Config, sink: Sink, request_window: usize) -> Result<Self, BuildError> {
+        Self::with_runtime(config, sink, request_window, |b, _| b)
+    }
+
+    /// [`Replayer::new`] with a last say on the runtime (explicit stores,
+    /// an engine observer): `customize` gets the builder with the replay
+    /// clock and `sink` already set, and the clock.
+    pub fn with_runtime(
+        config: Config,
+        sink: Sink,
+        request_window: usize,
+        customize: impl FnOnce(RuntimeBuilder, Arc<dyn Clock>) -> RuntimeBuilder,
+    ) -> Result<Self, BuildError> {
         let clock = Arc::new(ManualClock::new(0));
-        let runtime = Runtime::builder(config)
-            .clock(clock.clone())
-            .sink(sink)
-            .build()?;
+        let runtime = customize(
+            Runtime::builder(config).clock(clock.clone()).sink(sink),
+            clock.clone(),
+        )
+        .build()?;
         let tally = Arc::new(Mutex::new(Tally::default()));
         let t = Arc::clone(&tally);
         runtime
@@ -138,15 +165,31 @@ impl Replayer {
         })
     }
 
-    fn reject(&mut self, line: u64, reason: String) {
+    fn reject(&mut self, line: u64, reason: String) -> LineOutcome {
         self.stats.rejected += 1;
         if self.stats.rejections.len() < REPORTED_REJECTIONS {
-            self.stats.rejections.push(Rejection { line, reason });
+            self.stats.rejections.push(Rejection {
+                line,
+                reason: reason.clone(),
+            });
         }
+        LineOutcome::Rejected(reason)
     }
 
     /// Handles one input line.
     pub fn line(&mut self, line_no: u64, line: Line<'_>) {
+        self.line_traced(line_no, line, &mut |_| {});
+    }
+
+    /// [`Replayer::line`], calling `seen` with the parsed event before it
+    /// is handled (what `sec-audit explain` uses to pick its events), and
+    /// returning what became of the line.
+    pub fn line_traced(
+        &mut self,
+        line_no: u64,
+        line: Line<'_>,
+        seen: &mut dyn FnMut(&AuditEvent),
+    ) -> LineOutcome {
         self.stats.lines += 1;
         let bytes = match line {
             Line::TooLong(n) => {
@@ -172,17 +215,19 @@ impl Replayer {
         }
         self.stats.events += 1;
         self.clock.advance_to(ts);
-        self.event(&parsed.event);
+        seen(&parsed.event);
+        self.event(&parsed.event)
     }
 
-    fn event(&mut self, event: &AuditEvent) {
+    fn event(&mut self, event: &AuditEvent) -> LineOutcome {
         let rid = event.request_id();
         let rid = rid.trim();
+        let mut ingress = None;
         if !rid.is_empty() {
             match self.window.get(rid) {
                 Some(RequestState::Denied) => {
                     self.stats.dropped_events += 1;
-                    return;
+                    return LineOutcome::DroppedDeniedRequest;
                 }
                 Some(RequestState::Allowed) => {}
                 None => {
@@ -192,14 +237,21 @@ impl Replayer {
                         self.window.insert(rid, RequestState::Denied);
                         self.stats.denied_requests += 1;
                         self.stats.dropped_events += 1;
-                        return;
+                        return LineOutcome::Denied(decision);
                     }
                     self.window.insert(rid, RequestState::Allowed);
+                    ingress = Some(decision);
                 }
             }
         }
         self.stats.egress_events += 1;
         self.runtime.handle_event(event);
+        LineOutcome::Egress { ingress }
+    }
+
+    /// The runtime the replay runs on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     /// The tally so far.

@@ -12,7 +12,9 @@ use std::time::Duration;
 use regex::Regex;
 use sec_audit_core::{AuditEvent, ClientIpResolver, Clock, Scrubber, SystemClock};
 use sec_audit_rules::engine::INGRESS_EVENT_TYPE;
-use sec_audit_rules::{ActionPolicy, Engine, EngineOptions, Rule, ScopeKey, ScopeRegistry};
+use sec_audit_rules::{
+    ActionPolicy, Engine, EngineOptions, EvaluationObserver, Rule, ScopeKey, ScopeRegistry,
+};
 use sec_audit_store::aio::{AsyncBlockStore, BlockingPool, LocalBlocks, OffloadedBlocks};
 use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError};
 use serde_json::{Map, Value};
@@ -77,6 +79,7 @@ pub struct RuntimeBuilder {
     scrubber: Scrubber,
     async_blocks: Option<Arc<dyn AsyncBlockStore>>,
     blocking: Option<BlockingPool>,
+    observer: Option<Arc<dyn EvaluationObserver>>,
 }
 
 /// Threads of the default blocking pool of the async ingress check.
@@ -133,6 +136,13 @@ impl RuntimeBuilder {
     /// at most `command_timeout_ms` for a thread and the result).
     pub fn blocking_pool(mut self, pool: BlockingPool) -> Self {
         self.blocking = Some(pool);
+        self
+    }
+
+    /// Watches every rule pass of the engine (what `sec-audit explain`
+    /// uses; see [`EvaluationObserver`]).
+    pub fn engine_observer(mut self, observer: Arc<dyn EvaluationObserver>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -197,6 +207,9 @@ impl RuntimeBuilder {
         }
         for r in self.extra_rules {
             builder = builder.rule(r);
+        }
+        if let Some(o) = self.observer {
+            builder = builder.observer(o);
         }
         let engine = Arc::new(
             builder
@@ -312,6 +325,7 @@ impl Runtime {
             scrubber: Scrubber::default(),
             async_blocks: None,
             blocking: None,
+            observer: None,
         }
     }
 

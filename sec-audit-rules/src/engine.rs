@@ -22,6 +22,39 @@ use crate::summary::{build_summary, Summary};
 /// trigger itself.
 pub const IGNORED_PREFIXES: [&str; 3] = ["audit.rule.", "audit.enforcement.", "audit.context."];
 
+/// Why the engine did not run a rule on an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The ingress pass runs only `safe_for_enforcement` rules.
+    NotIngressSafe,
+    /// The rule's `event_types` do not include the event's type.
+    EventType,
+}
+
+/// How one rule's evaluation ended.
+#[derive(Debug, Clone, Copy)]
+pub enum RuleOutcome<'m> {
+    Matched(&'m Match),
+    NoMatch,
+    /// An error or a panic (its short kind), isolated by the engine.
+    Failed(&'static str),
+}
+
+/// Watches what the engine does with each rule of each pass (what
+/// `sec-audit explain` prints). Called on the evaluating thread, in order:
+/// `pass_started`, then per registered rule either `rule_skipped` or
+/// `rule_started` followed by `rule_finished`. Every method defaults to
+/// nothing; an engine without an observer pays one branch per rule.
+pub trait EvaluationObserver: Send + Sync {
+    /// A pass over `event` begins (`enforcement_only`: the ingress pass).
+    /// Not called for the event types the engine ignores.
+    fn pass_started(&self, _event: &AuditEvent, _enforcement_only: bool) {}
+    fn rule_skipped(&self, _rule: &str, _reason: SkipReason) {}
+    /// The rule is about to run: the state reads that follow are its own.
+    fn rule_started(&self, _rule: &str) {}
+    fn rule_finished(&self, _rule: &str, _outcome: RuleOutcome<'_>) {}
+}
+
 /// The type of the synthetic event the ingress check builds.
 pub const INGRESS_EVENT_TYPE: &str = "audit.http.request.pre";
 
@@ -91,6 +124,7 @@ pub struct EngineBuilder {
     scrubber: Scrubber,
     options: EngineOptions,
     rules: Vec<(Arc<dyn Rule>, RuleConfig)>,
+    observer: Option<Arc<dyn EvaluationObserver>>,
 }
 
 impl Default for EngineBuilder {
@@ -103,6 +137,7 @@ impl Default for EngineBuilder {
             scrubber: Scrubber::default(),
             options: EngineOptions::default(),
             rules: Vec::new(),
+            observer: None,
         }
     }
 }
@@ -126,6 +161,11 @@ impl EngineBuilder {
     }
     pub fn scrubber(mut self, scrubber: Scrubber) -> Self {
         self.scrubber = scrubber;
+        self
+    }
+    /// Watches every pass (see [`EvaluationObserver`]).
+    pub fn observer(mut self, observer: Arc<dyn EvaluationObserver>) -> Self {
+        self.observer = Some(observer);
         self
     }
     pub fn options(mut self, options: EngineOptions) -> Self {
@@ -229,6 +269,7 @@ impl EngineBuilder {
             retention,
             rules: registered,
             rule_failures: AtomicU64::new(0),
+            observer: self.observer,
         })
     }
 }
@@ -249,6 +290,7 @@ pub struct Engine {
     /// `None` when no rule reads history: then nothing is appended.
     retention: Option<HistoryRetention>,
     rule_failures: AtomicU64,
+    observer: Option<Arc<dyn EvaluationObserver>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -352,14 +394,27 @@ impl Engine {
             }
         };
 
+        let observer = self.observer.as_deref();
+        if let Some(o) = observer {
+            o.pass_started(event, enforcement_only);
+        }
         let mut matches = Vec::new();
         let mut rule_attrs: Option<Map<String, Value>> = None;
         for r in &self.rules {
             if enforcement_only && !r.safe_for_enforcement {
+                if let Some(o) = observer {
+                    o.rule_skipped(&r.name, SkipReason::NotIngressSafe);
+                }
                 continue;
             }
             if !r.event_types.is_empty() && !r.event_types.iter().any(|t| t == event_type) {
+                if let Some(o) = observer {
+                    o.rule_skipped(&r.name, SkipReason::EventType);
+                }
                 continue;
+            }
+            if let Some(o) = observer {
+                o.rule_started(&r.name);
             }
             let ctx = RuleContext {
                 now,
@@ -378,6 +433,16 @@ impl Engine {
                     Some(m) => m.validate(&r.name).map(|()| Some(m)),
                     None => Ok(None),
                 });
+            if let Some(o) = observer {
+                o.rule_finished(
+                    &r.name,
+                    match &outcome {
+                        Ok(Some(m)) => RuleOutcome::Matched(m),
+                        Ok(None) => RuleOutcome::NoMatch,
+                        Err(e) => RuleOutcome::Failed(e.kind()),
+                    },
+                );
+            }
             match outcome {
                 Ok(Some(m)) => matches.push(m),
                 Ok(None) => {}

@@ -15,7 +15,9 @@ pub mod state;
 pub mod summary;
 
 pub use config::{ConfigError, RuleConfig};
-pub use engine::{Engine, EngineBuilder, EngineError, EngineOptions};
+pub use engine::{
+    Engine, EngineBuilder, EngineError, EngineOptions, EvaluationObserver, RuleOutcome, SkipReason,
+};
 pub use history::{HistoryQuery, HistoryReader};
 pub use policy::{ActionKind, ActionPolicy, ActionSpec, Effect, ResolvedAction};
 pub use rule::{HistoryContext, Match, Rule, RuleContext, RuleError};

@@ -395,3 +395,93 @@ fn engine_is_shareable_across_threads() {
         h.join().unwrap();
     }
 }
+
+/// Records what the engine reports, in order.
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<String>>);
+
+impl sec_audit_rules::EvaluationObserver for Seen {
+    fn pass_started(&self, event: &AuditEvent, enforcement_only: bool) {
+        self.push(format!(
+            "pass {} ingress={enforcement_only}",
+            event.event_type()
+        ));
+    }
+    fn rule_skipped(&self, rule: &str, reason: sec_audit_rules::SkipReason) {
+        self.push(format!("skip {rule} {reason:?}"));
+    }
+    fn rule_started(&self, rule: &str) {
+        self.push(format!("start {rule}"));
+    }
+    fn rule_finished(&self, rule: &str, outcome: sec_audit_rules::RuleOutcome<'_>) {
+        let o = match outcome {
+            sec_audit_rules::RuleOutcome::Matched(m) => format!("matched {}", m.rule_name),
+            sec_audit_rules::RuleOutcome::NoMatch => "no match".into(),
+            sec_audit_rules::RuleOutcome::Failed(kind) => format!("failed {kind}"),
+        };
+        self.push(format!("finish {rule} {o}"));
+    }
+}
+
+impl Seen {
+    fn push(&self, s: String) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(s);
+    }
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[test]
+fn an_observer_sees_every_rule_skipped_run_matched_or_failed_in_order() {
+    let seen = Arc::new(Seen::default());
+    let mut typed = Probe::new("typed", Behavior::Match);
+    typed.types = vec!["other.type".into()];
+    let mut ingress = Probe::new("ingress", Behavior::Match);
+    ingress.ingress = true;
+    let engine = Engine::builder()
+        .clock(Arc::new(ManualClock::new(0)))
+        .rule(Arc::new(Probe::new("matches", Behavior::Match)))
+        .rule(Arc::new(typed))
+        .rule(Arc::new(Probe::new("fails", Behavior::Error)))
+        .rule(Arc::new(Probe::new("panics", Behavior::Panic)))
+        .rule(Arc::new(ingress))
+        .observer(seen.clone())
+        .build()
+        .expect("engine builds");
+    let event = AuditEvent::new("some.type", Map::new()).expect("event");
+    let matches = engine.evaluate(&event, false).expect("egress pass");
+    assert_eq!(matches.len(), 2);
+    assert_eq!(
+        seen.take(),
+        [
+            "pass some.type ingress=false",
+            "start matches",
+            "finish matches matched matches",
+            "skip typed EventType",
+            "start fails",
+            "finish fails failed rule_failed",
+            "start panics",
+            "finish panics failed rule_panicked",
+            "start ingress",
+            "finish ingress matched ingress",
+        ]
+    );
+    engine.evaluate(&event, true).expect("ingress pass");
+    assert_eq!(
+        seen.take(),
+        [
+            "pass some.type ingress=true",
+            "skip matches NotIngressSafe",
+            "skip typed NotIngressSafe",
+            "skip fails NotIngressSafe",
+            "skip panics NotIngressSafe",
+            "start ingress",
+            "finish ingress matched ingress",
+        ]
+    );
+    // Ignored event types start no pass.
+    let own = AuditEvent::new(format!("{}x", IGNORED_PREFIXES[1]), Map::new()).expect("event");
+    engine.evaluate(&own, false).expect("ignored");
+    assert!(seen.take().is_empty());
+}
