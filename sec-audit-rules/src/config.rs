@@ -146,8 +146,7 @@ pub fn explain(path: &str, message: &str) -> (String, Problem) {
     let path = if path == "." { "" } else { path };
     if let Some(rest) = message.strip_prefix(SUB_KEY) {
         if let Some((sub, reason)) = rest.split_once(SUB_KEY) {
-            let (key, problem) = explain("", reason);
-            return (join_key(&join_key(path, sub), &key), problem);
+            return explain(&join_key(path, sub), reason);
         }
     }
     if let Some(field) = message.strip_prefix("unknown field ").and_then(backticked) {
@@ -175,6 +174,11 @@ fn scrub(message: &str) -> String {
                     "a string"
                 } else {
                     got
+                };
+                let expected = match expected {
+                    "a sequence" => "a list",
+                    "a map" => "a table",
+                    other => other,
                 };
                 return format!("expected {expected} (got {got})");
             }
