@@ -68,12 +68,12 @@ pub fn params<T: DeserializeOwned>(rule: &str, table: &RuleConfig) -> Result<T, 
     let value = Value::Object(table);
     serde_path_to_error::deserialize(&value).map_err(|e| {
         let (key, problem) = explain(&e.path().to_string(), &e.inner().to_string());
-        // The parameter is the first segment (`paths[1]` is about `paths`).
-        let param = key
-            .split(['.', '['])
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        // The parameter is the path's first segment (`paths[1]` is about
+        // `paths`); a missing one is named by the message.
+        let param = match (e.path().iter().next(), &problem) {
+            (Some(serde_path_to_error::Segment::Map { key }), _) => key.clone(),
+            _ => key,
+        };
         match problem {
             Problem::Unknown => ConfigError::UnknownParameter {
                 rule: rule.to_string(),
