@@ -442,6 +442,11 @@ impl<'de> Deserialize<'de> for Seconds {
         let n = match d.deserialize_any(NumVisitor(
             "a number of seconds or a duration such as \"15m\"",
         ))? {
+            Num::Text(s) if !s.starts_with(|c: char| c.is_ascii_digit()) => {
+                return Err(de::Error::custom(
+                    "expected a number of seconds or a duration such as \"15m\"",
+                ))
+            }
             Num::Text(s) => parse_duration_ms(&s).map_err(de::Error::custom)? as f64 / 1000.0,
             n => non_negative(n)?,
         };
