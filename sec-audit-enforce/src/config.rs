@@ -151,11 +151,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     }
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |l| l.chars().count())
-        + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
 }
 
@@ -330,10 +326,7 @@ impl<'de> Deserialize<'de> for RuleEntry {
         match (t.get("builtin"), t.get("plugin")) {
             (Some(_), Some(_)) => Err(de::Error::custom("has both `builtin` and `plugin`")),
             (Some(Value::String(_)), None) => Ok(RuleEntry::Builtin(table_to_json(&t))),
-            (Some(_), None) => Err(rc::sub_error(
-                "builtin",
-                "expected a built-in rule name",
-            )),
+            (Some(_), None) => Err(rc::sub_error("builtin", "expected a built-in rule name")),
             (None, Some(_)) => {
                 let p: PluginFile = serde_path_to_error::deserialize(Value::Table(t))
                     .map_err(|e| rc::sub_error(&e.path().to_string(), e.inner().message()))?;
@@ -379,7 +372,10 @@ impl<'de> Deserialize<'de> for Net {
 }
 
 fn ip_nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
-    Ok(Vec::<Net>::deserialize(d)?.into_iter().map(|n| n.0).collect())
+    Ok(Vec::<Net>::deserialize(d)?
+        .into_iter()
+        .map(|n| n.0)
+        .collect())
 }
 
 /// A name of a safelist entry: not blank.
@@ -396,7 +392,10 @@ impl<'de> Deserialize<'de> for Name {
 }
 
 fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(Vec::<Name>::deserialize(d)?.into_iter().map(|n| n.0).collect())
+    Ok(Vec::<Name>::deserialize(d)?
+        .into_iter()
+        .map(|n| n.0)
+        .collect())
 }
 
 /// `[escalation]`: repeated blocks of one key last longer. Each new block
@@ -643,23 +642,23 @@ impl Config {
             located(e.span(), ConfigError::Syntax(message))
         })?;
         let source = ConfigSource::index(file, text, &doc);
-        let mut config: Config =
-            serde_path_to_error::deserialize(toml_edit::de::Deserializer::from(doc)).map_err(
-                |e| {
-                    let error = ConfigError::from_serde("", &e.path().to_string(), e.inner().message());
-                    let by_key = error.key().and_then(|k| {
-                        source.keys.get(k).map(|pos| source.at(*pos))
-                    });
-                    match by_key {
-                        Some(at) => ConfigError::At {
-                            at,
-                            error: Box::new(error),
-                        },
-                        None if e.inner().span().is_some() => located(e.inner().span(), error),
-                        None => source.locate(error),
-                    }
+        let mut config: Config = serde_path_to_error::deserialize(
+            toml_edit::de::Deserializer::from(doc),
+        )
+        .map_err(|e| {
+            let error = ConfigError::from_serde("", &e.path().to_string(), e.inner().message());
+            let by_key = error
+                .key()
+                .and_then(|k| source.keys.get(k).map(|pos| source.at(*pos)));
+            match by_key {
+                Some(at) => ConfigError::At {
+                    at,
+                    error: Box::new(error),
                 },
-            )?;
+                None if e.inner().span().is_some() => located(e.inner().span(), error),
+                None => source.locate(error),
+            }
+        })?;
         config.source = source;
         config.validate_fields()?;
         Ok(config)
@@ -1086,7 +1085,9 @@ mod tests {
         let e = c.escalation.unwrap();
         assert_eq!((e.max_ttl, e.window), (86_400, 900));
         assert_eq!(
-            Config::from_toml_str("default_temp_ttl = 900").unwrap().default_temp_ttl,
+            Config::from_toml_str("default_temp_ttl = 900")
+                .unwrap()
+                .default_temp_ttl,
             900
         );
         for (text, key) in [
@@ -1095,7 +1096,10 @@ mod tests {
             ("default_temp_ttl = 1.5", "`default_temp_ttl`"),
             ("default_temp_ttl = \"1500ms\"", "`default_temp_ttl`"),
             ("[block_rules]\na = \"2w\"", "`block_rules.a`"),
-            ("[rule_actions]\nx = { action = \"alert\", ttl = \"\" }", "`rule_actions.x.ttl`"),
+            (
+                "[rule_actions]\nx = { action = \"alert\", ttl = \"\" }",
+                "`rule_actions.x.ttl`",
+            ),
             ("connect_timeout_ms = \"11m\"", "`connect_timeout_ms`"),
         ] {
             let e = err(text);
@@ -1112,17 +1116,45 @@ mod tests {
         let ips: Vec<String> = c.safelist.ips.iter().map(ToString::to_string).collect();
         assert_eq!(
             ips,
-            ["192.0.2.7/32", "10.0.0.0/8", "2001:db8::1/128", "2001:db8:1::/48"]
+            [
+                "192.0.2.7/32",
+                "10.0.0.0/8",
+                "2001:db8::1/128",
+                "2001:db8:1::/48"
+            ]
         );
         assert_eq!(c.safelist.users, ["ops"]);
         assert_eq!(c.safelist.sessions, ["s-1"]);
-        assert_eq!(Config::from_toml_str("").unwrap().safelist, SafelistConfig::default());
+        assert_eq!(
+            Config::from_toml_str("").unwrap().safelist,
+            SafelistConfig::default()
+        );
         for (text, key, at) in [
-            ("[safelist]\nips = [\"192.0.2.7\", \"192.0.2.300\"]", "`safelist.ips[1]`", "line 2, column 21"),
-            ("[safelist]\nips = [\"10.0.0.0/33\"]", "`safelist.ips[0]`", "line 2, column 8"),
-            ("[safelist]\nips = \"10.0.0.1\"", "`safelist.ips`", "line 2, column 1"),
-            ("[safelist]\nusers = [\"\"]", "`safelist.users[0]`", "line 2, column 10"),
-            ("[safelist]\nsessions = [1]", "`safelist.sessions[0]`", "line 2, column 13"),
+            (
+                "[safelist]\nips = [\"192.0.2.7\", \"192.0.2.300\"]",
+                "`safelist.ips[1]`",
+                "line 2, column 21",
+            ),
+            (
+                "[safelist]\nips = [\"10.0.0.0/33\"]",
+                "`safelist.ips[0]`",
+                "line 2, column 8",
+            ),
+            (
+                "[safelist]\nips = \"10.0.0.1\"",
+                "`safelist.ips`",
+                "line 2, column 1",
+            ),
+            (
+                "[safelist]\nusers = [\"\"]",
+                "`safelist.users[0]`",
+                "line 2, column 10",
+            ),
+            (
+                "[safelist]\nsessions = [1]",
+                "`safelist.sessions[0]`",
+                "line 2, column 13",
+            ),
             ("[safelist]\nip = []", "`safelist.ip`", "line 2, column 1"),
         ] {
             let e = err(text);
@@ -1155,13 +1187,37 @@ mod tests {
             None
         );
         for (text, key, line) in [
-            ("factor = 0.9\nmax_ttl = 60\nwindow = 60", "`escalation.factor`", 2),
-            ("factor = \"2\"\nmax_ttl = 60\nwindow = 60", "`escalation.factor`", 2),
-            ("factor = 2\nmax_ttl = 0\nwindow = 60", "`escalation.max_ttl`", 3),
-            ("factor = 2\nmax_ttl = 60\nwindow = -1", "`escalation.window`", 4),
-            ("factor = 2\nmax_ttl = 60\nwindow = 60\npermanent_after = 0", "`escalation.permanent_after`", 5),
+            (
+                "factor = 0.9\nmax_ttl = 60\nwindow = 60",
+                "`escalation.factor`",
+                2,
+            ),
+            (
+                "factor = \"2\"\nmax_ttl = 60\nwindow = 60",
+                "`escalation.factor`",
+                2,
+            ),
+            (
+                "factor = 2\nmax_ttl = 0\nwindow = 60",
+                "`escalation.max_ttl`",
+                3,
+            ),
+            (
+                "factor = 2\nmax_ttl = 60\nwindow = -1",
+                "`escalation.window`",
+                4,
+            ),
+            (
+                "factor = 2\nmax_ttl = 60\nwindow = 60\npermanent_after = 0",
+                "`escalation.permanent_after`",
+                5,
+            ),
             ("factor = 2\nwindow = 60", "`escalation.max_ttl`", 1),
-            ("factor = 2\nmax_ttl = 60\nwindow = 60\nwindows = 1", "`escalation.windows`", 5),
+            (
+                "factor = 2\nmax_ttl = 60\nwindow = 60\nwindows = 1",
+                "`escalation.windows`",
+                5,
+            ),
         ] {
             let e = err(&format!("[escalation]\n{text}"));
             assert!(
@@ -1179,7 +1235,11 @@ mod tests {
             }),
             ..Config::default()
         };
-        assert!(c.validate_fields().unwrap_err().to_string().contains("`escalation.factor`"));
+        assert!(c
+            .validate_fields()
+            .unwrap_err()
+            .to_string()
+            .contains("`escalation.factor`"));
     }
 
     #[test]
@@ -1194,10 +1254,22 @@ mod tests {
         assert_eq!((x.range_prefix_v4, x.range_prefix_v6), (Some(0), Some(128)));
         assert_eq!(c.rule_actions.get("y"), None);
         for (text, key) in [
-            ("x = { action = \"alert\", range_prefix_v4 = 33 }", "`rule_actions.x.range_prefix_v4`"),
-            ("x = { action = \"alert\", range_prefix_v6 = 129 }", "`rule_actions.x.range_prefix_v6`"),
-            ("x = { action = \"alert\", range_prefix_v4 = -1 }", "`rule_actions.x.range_prefix_v4`"),
-            ("x = { action = \"alert\", range_prefix_v6 = \"64\" }", "`rule_actions.x.range_prefix_v6`"),
+            (
+                "x = { action = \"alert\", range_prefix_v4 = 33 }",
+                "`rule_actions.x.range_prefix_v4`",
+            ),
+            (
+                "x = { action = \"alert\", range_prefix_v6 = 129 }",
+                "`rule_actions.x.range_prefix_v6`",
+            ),
+            (
+                "x = { action = \"alert\", range_prefix_v4 = -1 }",
+                "`rule_actions.x.range_prefix_v4`",
+            ),
+            (
+                "x = { action = \"alert\", range_prefix_v6 = \"64\" }",
+                "`rule_actions.x.range_prefix_v6`",
+            ),
         ] {
             let e = err(&format!("[rule_actions]\n{text}"));
             assert!(e.contains(key) && e.starts_with("line 2, "), "{text}: {e}");
@@ -1219,14 +1291,24 @@ mod tests {
             .into(),
             ..Config::default()
         };
-        assert!(c.validate_fields().unwrap_err().to_string().contains("range_prefix_v6"));
+        assert!(c
+            .validate_fields()
+            .unwrap_err()
+            .to_string()
+            .contains("range_prefix_v6"));
     }
 
     #[test]
     fn the_schema_holds_the_connection_ranges() {
         for (key, lo, hi) in CONNECTION_KEYS {
-            assert!(Config::from_toml_str(&format!("{key} = {lo}")).is_ok(), "{key}");
-            assert!(Config::from_toml_str(&format!("{key} = {hi}")).is_ok(), "{key}");
+            assert!(
+                Config::from_toml_str(&format!("{key} = {lo}")).is_ok(),
+                "{key}"
+            );
+            assert!(
+                Config::from_toml_str(&format!("{key} = {hi}")).is_ok(),
+                "{key}"
+            );
             assert!(err(&format!("{key} = {}", hi + 1)).contains(key), "{key}");
             if lo > 0 {
                 assert!(err(&format!("{key} = {}", lo - 1)).contains(key), "{key}");

@@ -342,9 +342,7 @@ impl Visitor<'_> for IntVisitor {
 pub fn integer_in<'de, D: Deserializer<'de>>(d: D, lo: i128, hi: i128) -> Result<i128, D::Error> {
     let v = d.deserialize_any(IntVisitor)?;
     if v < lo && lo == 0 {
-        return Err(de::Error::custom(format!(
-            "must not be negative (got {v})"
-        )));
+        return Err(de::Error::custom(format!("must not be negative (got {v})")));
     }
     if v < lo || v > hi {
         return Err(de::Error::custom(if hi == i128::from(u64::MAX) {
@@ -582,8 +580,7 @@ impl<'de> Deserialize<'de> for Regexes {
         list.0
             .iter()
             .map(|p| {
-                Regex::new(p)
-                    .map_err(|e| de::Error::custom(format!("invalid regex `{p}`: {e}")))
+                Regex::new(p).map_err(|e| de::Error::custom(format!("invalid regex `{p}`: {e}")))
             })
             .collect::<Result<_, _>>()
             .map(Regexes)
@@ -749,7 +746,12 @@ mod tests {
     #[test]
     fn decimals_are_exact() {
         assert_eq!(
-            p(json!({"a": "10000.01"})).unwrap().a.unwrap().0.to_string(),
+            p(json!({"a": "10000.01"}))
+                .unwrap()
+                .a
+                .unwrap()
+                .0
+                .to_string(),
             "10000.01"
         );
         assert!(p(json!({"a": "abc"})).is_err());
@@ -779,10 +781,7 @@ mod tests {
     fn serde_messages_never_repeat_strings() {
         let (k, p) = explain("a.b", "invalid type: string \"s3cret\", expected a boolean");
         assert_eq!(k, "a.b");
-        assert_eq!(
-            p,
-            Problem::Bad("expected a boolean (got a string)".into())
-        );
+        assert_eq!(p, Problem::Bad("expected a boolean (got a string)".into()));
         assert_eq!(
             explain("rules[0]", "unknown field `sha`, expected one of `a`"),
             ("rules[0].sha".into(), Problem::Unknown)
@@ -798,7 +797,10 @@ mod tests {
         let e: serde_json::Error = sub_error("sha256", "expected a string");
         assert_eq!(
             explain("rules[2]", &e.to_string()),
-            ("rules[2].sha256".into(), Problem::Bad("expected a string".into()))
+            (
+                "rules[2].sha256".into(),
+                Problem::Bad("expected a string".into())
+            )
         );
     }
 }

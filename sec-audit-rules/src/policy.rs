@@ -72,7 +72,10 @@ struct ActionTable {
     scopes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "config::optional_seconds")]
     ttl: Option<u64>,
-    #[serde(default, deserialize_with = "config::optional_int_in::<_, u16, 100, 599>")]
+    #[serde(
+        default,
+        deserialize_with = "config::optional_int_in::<_, u16, 100, 599>"
+    )]
     status_code: Option<u16>,
     message: Option<String>,
     #[serde(default, deserialize_with = "config::optional_int_in::<_, u8, 0, 32>")]

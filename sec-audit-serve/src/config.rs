@@ -79,11 +79,20 @@ struct ServeFile {
     user_header: Option<Header>,
     session_header: Option<Header>,
     decide_status: Option<DecideStatusName>,
-    #[serde(default, deserialize_with = "optional_int_in::<_, usize, 1024, 1073741824>")]
+    #[serde(
+        default,
+        deserialize_with = "optional_int_in::<_, usize, 1024, 1073741824>"
+    )]
     max_body_bytes: Option<usize>,
-    #[serde(default, deserialize_with = "optional_int_in::<_, usize, 256, 1073741824>")]
+    #[serde(
+        default,
+        deserialize_with = "optional_int_in::<_, usize, 256, 1073741824>"
+    )]
     max_line_bytes: Option<usize>,
-    #[serde(default, deserialize_with = "optional_int_in::<_, usize, 1, 1073741824>")]
+    #[serde(
+        default,
+        deserialize_with = "optional_int_in::<_, usize, 1, 1073741824>"
+    )]
     queue_capacity: Option<usize>,
     #[serde(default, deserialize_with = "optional_int_in::<_, usize, 1, 256>")]
     egress_workers: Option<usize>,
@@ -247,7 +256,10 @@ mod tests {
             "line 4, column 1: configuration key `serve.queue_capacity`: must be 1-1073741824 (got 0)"
         );
         let e = parse("[serve]\n\nlistne = 1").unwrap_err().to_string();
-        assert!(e.starts_with("line 3, column 1: ") && e.contains("`serve.listne`"), "{e}");
+        assert!(
+            e.starts_with("line 3, column 1: ") && e.contains("`serve.listne`"),
+            "{e}"
+        );
         let c = parse("[serve]\nshutdown_timeout_ms = \"2s\"\nready_timeout_ms = 250").unwrap();
         assert_eq!(c.shutdown_timeout, Duration::from_secs(2));
         assert_eq!(c.ready_timeout, Duration::from_millis(250));

@@ -48,7 +48,11 @@ impl PluginConfig {
     pub fn deserialize<T: DeserializeOwned>(&self, rule: &str) -> Result<T, ConfigError> {
         let value = Value::Object(self.values.clone());
         serde_path_to_error::deserialize(&value).map_err(|e| {
-            crate::params::explain(rule, crate::params::first_key(e.path()), &e.inner().to_string())
+            crate::params::explain(
+                rule,
+                crate::params::first_key(e.path()),
+                &e.inner().to_string(),
+            )
         })
     }
 }
@@ -122,4 +126,3 @@ impl From<&str> for ConfigError {
         reason.to_string().into()
     }
 }
-

@@ -115,7 +115,11 @@ pub fn parse_duration_secs(s: &str) -> Result<u64, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("`{t}` is not a duration (e.g. 300, 90s, 15m, 2h, 7d)")),
+        _ => {
+            return Err(format!(
+                "`{t}` is not a duration (e.g. 300, 90s, 15m, 2h, 7d)"
+            ))
+        }
     };
     let n: u64 = num
         .parse()
@@ -244,7 +248,8 @@ pub struct Severity(pub u8);
 
 impl<'de> Deserialize<'de> for Severity {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = non_negative::<D::Error>(d.deserialize_any(NumVisitor("an integer from 1 to 10"))?)?;
+        let n =
+            non_negative::<D::Error>(d.deserialize_any(NumVisitor("an integer from 1 to 10"))?)?;
         if n.fract() != 0.0 || !(1.0..=10.0).contains(&n) {
             return Err(de::Error::custom("must be an integer from 1 to 10"));
         }

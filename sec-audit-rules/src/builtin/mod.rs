@@ -66,8 +66,11 @@ pub struct BuiltinRule {
     pub name: &'static str,
     pub default_action: Option<DefaultAction>,
     pub ingress: IngressSafety,
-    build: fn(&str, &RuleConfig) -> Result<Arc<dyn Rule>, ConfigError>,
+    build: Constructor,
 }
+
+/// Builds a built-in named `name` from its table.
+type Constructor = fn(&str, &RuleConfig) -> Result<Arc<dyn Rule>, ConfigError>;
 
 impl std::fmt::Debug for BuiltinRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -23,7 +23,6 @@ pub struct SensitiveFieldChange {
     event_types: Vec<String>,
 }
 
-
 /// `sensitive_field_change`'s parameters (`fields` is required).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -18,7 +18,9 @@
 
 use std::collections::BTreeMap;
 
-use sec_audit_plugin_sdk::params::{Count, Number, OptionalDecision, Seconds, Severity, StringList};
+use sec_audit_plugin_sdk::params::{
+    Count, Number, OptionalDecision, Seconds, Severity, StringList,
+};
 use sec_audit_plugin_sdk::serde::de::DeserializeOwned;
 use sec_audit_plugin_sdk::serde::Deserialize;
 use sec_audit_plugin_sdk::serde_json::{self, Map, Value};
@@ -103,18 +105,24 @@ fn every_type(table: &Map<String, Value>, key: &str) {
         assert!(n.0.is_finite() && n.0 >= 0.0, "{key}: {n:?}");
         assert_eq!(num, Some(n.0), "{key}");
     });
-    one::<Count<0>>(key, raw, |n| assert!(i64::try_from(n.0).is_ok(), "{key}: {n:?}"));
+    one::<Count<0>>(key, raw, |n| {
+        assert!(i64::try_from(n.0).is_ok(), "{key}: {n:?}")
+    });
     one::<Count<1>>(key, raw, |n| assert!(n.0 >= 1, "{key}: {n:?}"));
     one::<Count<5>>(key, raw, |n| {
         assert!(n.0 >= 5, "{key}: {n:?}");
         assert_eq!(n.as_i64() as u64, n.0);
     });
-    one::<Seconds>(key, raw, |s| assert!((1..=TEN_YEARS).contains(&s.0), "{key}: {s:?}"));
-    one::<Severity>(key, raw, |s| assert!((1..=10).contains(&s.0), "{key}: {s:?}"));
+    one::<Seconds>(key, raw, |s| {
+        assert!((1..=TEN_YEARS).contains(&s.0), "{key}: {s:?}")
+    });
+    one::<Severity>(key, raw, |s| {
+        assert!((1..=10).contains(&s.0), "{key}: {s:?}")
+    });
     one::<bool>(key, raw, |b| assert_eq!(raw, &Value::Bool(b)));
     one::<String>(key, raw, |s| assert_eq!(raw.as_str(), Some(s.as_str())));
     one::<StringList>(key, raw, |l| match raw {
-        Value::String(s) => assert_eq!(l.0, [s.clone()]),
+        Value::String(s) => assert_eq!(l.0, std::slice::from_ref(s)),
         Value::Array(items) => assert_eq!(l.0.len(), items.len()),
         other => panic!("{key}: {other} read as a list"),
     });
