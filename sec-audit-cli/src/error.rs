@@ -60,6 +60,10 @@ impl CliError {
         match e {
             // The file's name is already in the message.
             ConfigError::Io { .. } => CliError::Config(e.to_string()),
+            // `file:line:column: ...`
+            ConfigError::At { at, .. } if at.file.is_some() => {
+                CliError::Config(format!("configuration {e}"))
+            }
             _ => CliError::Config(format!("configuration {}: {e}", path.display())),
         }
     }
@@ -123,6 +127,25 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "configuration a.toml: unknown configuration key `enabeld`"
+        );
+    }
+
+    #[test]
+    fn located_config_errors_name_the_file_once() {
+        let e = CliError::from_config(
+            Path::new("a.toml"),
+            &ConfigError::At {
+                at: sec_audit_enforce::config::Location {
+                    file: Some("a.toml".into()),
+                    line: 3,
+                    column: 1,
+                },
+                error: Box::new(ConfigError::UnknownKey("enabeld".into())),
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "configuration a.toml:3:1: unknown configuration key `enabeld`"
         );
     }
 }

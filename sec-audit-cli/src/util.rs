@@ -197,27 +197,11 @@ pub fn redact_url(url: &str) -> String {
     sec_audit_store::redact_url(url)
 }
 
-/// Parses a TTL: whole seconds, or a number with `s`, `m`, `h` or `d`.
+/// Parses a TTL: whole seconds, or a number with `s`, `m`, `h` or `d` —
+/// the duration syntax of the configuration file
+/// ([`sec_audit_rules::config::parse_duration_secs`]).
 pub fn parse_ttl(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, unit) = match s.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_lowercase()),
-        _ => (s, 's'),
-    };
-    let factor = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        other => return Err(format!("unknown unit `{other}` (use s, m, h or d)")),
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 300, 90s, 15m, 2h, 7d)"))?;
-    let secs = n
-        .checked_mul(factor)
-        .ok_or_else(|| format!("`{s}` is too long"))?;
+    let secs = sec_audit_rules::config::parse_duration_secs(s)?;
     if secs == 0 {
         return Err("must be greater than 0 (omit --ttl for a permanent block)".into());
     }

@@ -156,6 +156,10 @@ impl Config {
     /// exists in `scopes` and may be blocked. An unknown name (`usr`) would
     /// otherwise turn blocking off for that rule without a word.
     pub fn validate_scopes(&self, scopes: &ScopeRegistry) -> Result<(), ConfigError> {
+        self.check_scopes(scopes).map_err(|e| self.source.locate(e))
+    }
+
+    fn check_scopes(&self, scopes: &ScopeRegistry) -> Result<(), ConfigError> {
         let problem = |name: &str| -> Option<String> {
             match scopes.get(name) {
                 None => Some(format!(

@@ -19,7 +19,10 @@ pub mod stores;
 pub mod tower;
 
 pub use check::{check, Finding, Level};
-pub use config::{Config, ConfigError, PluginEntry, RuleEntry};
+pub use config::{
+    Config, ConfigError, ConfigSource, EscalationConfig, Location, PluginEntry, RuleEntry,
+    SafelistConfig,
+};
 pub use egress_queue::{EgressQueue, EgressQueueStats, QueueFull};
 pub use enforcer::{Applied, Enforcer};
 pub use events::{EnforcementEvent, EventEmitter, EventType, Sink};

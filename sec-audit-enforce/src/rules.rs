@@ -55,11 +55,23 @@ impl ResolvedRules {
 /// rule (and for plugins the file).
 pub fn resolve_rules(config: &Config) -> Result<ResolvedRules, BuildError> {
     let mut out = ResolvedRules::default();
-    for entry in &config.rules {
+    for (i, entry) in config.rules.iter().enumerate() {
+        let entry_key = format!("rules[{i}]");
         match entry {
             RuleEntry::Builtin(table) => {
-                let rule = sec_audit_rules::builtin::build(table)
-                    .map_err(|e| ConfigError::Rule(e.to_string()))?;
+                let rule = sec_audit_rules::builtin::build(table).map_err(|e| {
+                    // Where the parameter (or else the entry) was written.
+                    let key = match (&e, e.key()) {
+                        (sec_audit_rules::ConfigError::UnknownBuiltin(_), _) => {
+                            format!("{entry_key}.builtin")
+                        }
+                        (_, Some(k)) => format!("{entry_key}.{k}"),
+                        (_, None) => entry_key.clone(),
+                    };
+                    config
+                        .source
+                        .locate_at(&key, ConfigError::Rule(e.to_string()))
+                })?;
                 let mut params = table.clone();
                 params.remove("builtin");
                 out.rules.push(ResolvedRule {
@@ -77,8 +89,13 @@ pub fn resolve_rules(config: &Config) -> Result<ResolvedRules, BuildError> {
                 if let Some(r) = &p.rule {
                     spec = spec.with_rule(r.clone());
                 }
-                let loaded = sec_audit_plugin_host::load(&spec)
-                    .map_err(|e| BuildError::Plugin(e.to_string()))?;
+                let loaded = sec_audit_plugin_host::load(&spec).map_err(|e| {
+                    let key = plugin_error_key(&entry_key, &e);
+                    BuildError::Plugin(match config.source.locate_key(&key) {
+                        Some(at) => format!("{at}: {e}"),
+                        None => e.to_string(),
+                    })
+                })?;
                 for l in loaded {
                     out.rules.push(ResolvedRule {
                         rule: l.rule,
@@ -90,14 +107,44 @@ pub fn resolve_rules(config: &Config) -> Result<ResolvedRules, BuildError> {
         }
     }
     let mut seen = BTreeSet::new();
-    for r in &out.rules {
+    for (i, r) in out.rules.iter().enumerate() {
         if !seen.insert(r.rule.name().to_string()) {
-            return Err(ConfigError::Rule(format!(
+            let e = ConfigError::Rule(format!(
                 "rules: rule `{}` is registered twice",
                 r.rule.name()
-            ))
-            .into());
+            ));
+            // Plugins may export several rules: the entry is known only
+            // when every entry gave one rule.
+            let e = if out.rules.len() == config.rules.len() {
+                config.source.locate_at(&format!("rules[{i}]"), e)
+            } else {
+                e
+            };
+            return Err(e.into());
         }
     }
     Ok(out)
+}
+
+/// The key a plugin error is about: the key of its `[rules.config]` when the
+/// plugin named one (the SDK's `parameter `k`: ...` form), `sha256` for a
+/// digest, else the entry.
+fn plugin_error_key(entry: &str, e: &sec_audit_plugin_host::PluginError) -> String {
+    use sec_audit_plugin_host::PluginError as P;
+    match e {
+        P::ConfigRejected { reason, .. } => {
+            let param = reason
+                .strip_prefix("parameter `")
+                .or_else(|| reason.strip_prefix("unknown parameter `"))
+                .and_then(|r| r.split_once('`'))
+                .map(|(k, _)| k);
+            match param {
+                Some(k) => format!("{entry}.config.{k}"),
+                None => format!("{entry}.config"),
+            }
+        }
+        P::BadDigest { .. } | P::DigestMismatch { .. } => format!("{entry}.sha256"),
+        P::RuleNotExported { .. } => format!("{entry}.rule"),
+        _ => format!("{entry}.plugin"),
+    }
 }

@@ -154,9 +154,11 @@ impl RuntimeBuilder {
         config.validate_scopes(&registry)?;
         let scopes = registry
             .with_block_precedence(&config.block_precedence)
-            .map_err(|e| ConfigError::Invalid {
-                key: "block_precedence".into(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                config.source.locate(ConfigError::Invalid {
+                    key: "block_precedence".into(),
+                    reason: e.to_string(),
+                })
             })?;
 
         let resolved = crate::rules::resolve_rules(&config)?;

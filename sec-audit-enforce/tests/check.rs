@@ -136,3 +136,36 @@ fn a_relative_redis_ca_file_is_relative_to_the_configuration_file() {
     assert_eq!(config.redis_ca_file, Some(dir.join("certs/ca.pem")));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn e001_names_where_a_bad_rule_parameter_is_written() {
+    let text = "enabled = true\n[[rules]]\nbuiltin = \"brute_force_login\"\n\n[[rules]]\nbuiltin = \"repeated_route\"\nthreshold = 3\nwindow_seconds = \"soon\"\n";
+    let f = check(&Config::from_toml_str(text).unwrap());
+    let e001: Vec<&str> = f
+        .iter()
+        .filter(|f| f.id == "E001")
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(e001.len(), 1, "{f:?}");
+    assert!(
+        e001[0].starts_with("line 8, column 1: ")
+            && e001[0].contains("repeated_route")
+            && e001[0].contains("`window_seconds`"),
+        "{}",
+        e001[0]
+    );
+    // An unknown built-in: its `builtin` key; a parameter the rule does not
+    // take: that key.
+    let f = check(&Config::from_toml_str("[[rules]]\n\nbuiltin = \"brute_force_logon\"").unwrap());
+    assert!(f[0].message.starts_with("line 3, column 1: "), "{}", f[0]);
+    let f = check(
+        &Config::from_toml_str("[[rules]]\nbuiltin = \"login_throttle\"\n  treshold = 1").unwrap(),
+    );
+    assert!(f[0].message.starts_with("line 3, column 3: "), "{}", f[0]);
+    // A scope that does not exist.
+    let f = check(
+        &Config::from_toml_str("\n[rule_actions]\nbrute_force_login = { scopes = [\"usr\"] }")
+            .unwrap(),
+    );
+    assert!(f[0].message.starts_with("line 3, column 23: "), "{}", f[0]);
+}

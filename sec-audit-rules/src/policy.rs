@@ -3,8 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
 use serde_json::Value;
 
+use crate::config;
 use crate::rule::Match;
 
 /// An action name as configured or suggested.
@@ -42,14 +45,79 @@ impl ActionKind {
 }
 
 /// A `rule_actions` entry: every field optional so that a user's table can
-/// be merged over a built-in default.
+/// be merged over a built-in default. In a configuration file it is an
+/// action name (`"alert"`) or a table of these keys; unknown keys are
+/// errors.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActionSpec {
     pub action: Option<ActionKind>,
     pub scopes: Option<Vec<String>>,
+    /// Seconds (`900` or `"15m"` in a file).
     pub ttl: Option<u64>,
     pub status_code: Option<u16>,
     pub message: Option<String>,
+    /// Block the whole IPv4 network of this prefix length (0–32) instead of
+    /// the address.
+    pub range_prefix_v4: Option<u8>,
+    /// Block the whole IPv6 network of this prefix length (0–128).
+    pub range_prefix_v6: Option<u8>,
+}
+
+/// The table form of an `rule_actions` entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionTable {
+    action: Option<ActionKind>,
+    #[serde(default, deserialize_with = "scopes")]
+    scopes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "config::optional_seconds")]
+    ttl: Option<u64>,
+    #[serde(
+        default,
+        deserialize_with = "config::optional_int_in::<_, u16, 100, 599>"
+    )]
+    status_code: Option<u16>,
+    message: Option<String>,
+    #[serde(default, deserialize_with = "config::optional_int_in::<_, u8, 0, 32>")]
+    range_prefix_v4: Option<u8>,
+    #[serde(default, deserialize_with = "config::optional_int_in::<_, u8, 0, 128>")]
+    range_prefix_v6: Option<u8>,
+}
+
+fn scopes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let scopes = Vec::<String>::deserialize(d)?;
+    if scopes.is_empty() {
+        return Err(de::Error::custom("must name at least one scope"));
+    }
+    Ok(Some(scopes))
+}
+
+impl<'de> Deserialize<'de> for ActionSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ActionSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an action name or a table")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<ActionSpec, E> {
+                ActionKind::deserialize(de::value::StrDeserializer::new(s)).map(ActionSpec::action)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<ActionSpec, A::Error> {
+                let t = ActionTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ActionSpec {
+                    action: t.action,
+                    scopes: t.scopes,
+                    ttl: t.ttl,
+                    status_code: t.status_code,
+                    message: t.message,
+                    range_prefix_v4: t.range_prefix_v4,
+                    range_prefix_v6: t.range_prefix_v6,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl ActionSpec {
@@ -71,26 +139,16 @@ impl ActionSpec {
             ttl: over.ttl.or(self.ttl),
             status_code: over.status_code.or(self.status_code),
             message: over.message.clone().or_else(|| self.message.clone()),
+            range_prefix_v4: over.range_prefix_v4.or(self.range_prefix_v4),
+            range_prefix_v6: over.range_prefix_v6.or(self.range_prefix_v6),
         }
     }
 }
 
-/// The built-in default action of a built-in rule name, if it has one.
+/// The built-in default action of a built-in rule name, if it has one (the
+/// registry's, [`crate::builtin::BUILTINS`]).
 pub fn builtin_default(rule_name: &str) -> Option<ActionSpec> {
-    match rule_name {
-        "brute_force_login"
-        | "login_throttle"
-        | "repeated_client_error"
-        | "repeated_route"
-        | "request_body_threshold"
-        | "suspicious_proxy_header" => {
-            Some(ActionSpec::action(ActionKind::TempBlock).with_scopes(["ip"]))
-        }
-        "sensitive_field_change" => {
-            Some(ActionSpec::action(ActionKind::PersistBlock).with_scopes(["user", "session"]))
-        }
-        _ => None,
-    }
+    crate::builtin::find(rule_name).and_then(|b| b.default_action())
 }
 
 /// What an action does.

@@ -330,3 +330,72 @@ fn other_bad_values_name_rule_and_key() {
         assert_names(&err, &name, key);
     }
 }
+
+#[test]
+fn the_registry_declares_what_each_builtin_does() {
+    use sec_audit_rules::builtin::{find, IngressSafety, BUILTINS};
+    use sec_audit_rules::policy::builtin_default;
+    use sec_audit_rules::ActionKind;
+    assert_eq!(BUILTINS.len(), BUILTIN_NAMES.len());
+    for b in &BUILTINS {
+        assert!(std::ptr::eq(find(b.name).expect("found by name"), b));
+        let rule = b
+            .build(&table(defaults_for(b.name)))
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        assert_eq!(rule.name(), b.name);
+        // The declared ingress safety is what the built rule reports.
+        let safe_with = |flag: bool| {
+            let mut t = table(defaults_for(b.name));
+            t.insert("safe_for_enforcement".into(), json!(flag));
+            build(&t).map(|r| r.safe_for_enforcement())
+        };
+        match b.ingress {
+            IngressSafety::Always => assert!(rule.safe_for_enforcement(), "{}", b.name),
+            IngressSafety::Never => assert!(!rule.safe_for_enforcement(), "{}", b.name),
+            IngressSafety::Configurable => {
+                assert!(!rule.safe_for_enforcement(), "{}", b.name);
+                assert_eq!(safe_with(true), Ok(true), "{}", b.name);
+            }
+        }
+        if b.ingress != IngressSafety::Configurable {
+            assert!(safe_with(true).is_err(), "{} takes no flag", b.name);
+        }
+        assert_eq!(builtin_default(b.name), b.default_action(), "{}", b.name);
+    }
+    let sensitive = builtin_default("sensitive_field_change").expect("has a default");
+    assert_eq!(sensitive.action, Some(ActionKind::PersistBlock));
+    assert_eq!(
+        sensitive.scopes,
+        Some(vec!["user".to_string(), "session".to_string()])
+    );
+    assert_eq!(builtin_default("resource_enumeration"), None);
+    assert_eq!(builtin_default("x"), None);
+}
+
+#[test]
+fn windows_take_seconds_or_duration_strings() {
+    for (w, secs) in [
+        (json!(900), 900),
+        (json!("15m"), 900),
+        (json!("2h"), 7200),
+        (json!(0.5), 1),
+    ] {
+        let rule = build(&table(
+            json!({"builtin": "repeated_route", "window_seconds": w.clone(), "block_ttl": w}),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rule.name(), "repeated_route", "{secs}");
+    }
+    let rule = build(&table(
+        json!({"builtin": "resource_enumeration", "window_seconds": "15m"}),
+    ))
+    .expect("builds");
+    assert_eq!(
+        rule.history_context().map(|h| h.window_seconds),
+        Some(900.0)
+    );
+    for bad in [json!("15 minutes"), json!("0m"), json!("15w")] {
+        let err = build_err(json!({"builtin": "repeated_route", "window_seconds": bad}));
+        assert_names(&err, "repeated_route", "window_seconds");
+    }
+}

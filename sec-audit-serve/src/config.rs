@@ -1,6 +1,7 @@
 //! The `[serve]` table of the enforcement configuration. The enforcement
-//! loader keeps it raw ([`Config::serve`]); it is parsed here so every error
-//! names its key as `serve.<key>`.
+//! loader keeps it raw ([`Config::serve`]); it is deserialized here (a serde
+//! type, unknown keys refused) so every error names its key as
+//! `serve.<key>`, with the line and column it was written at.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,7 +9,9 @@ use std::time::Duration;
 
 use axum::http::HeaderName;
 use sec_audit_enforce::{Config, ConfigError};
-use toml::Value;
+use sec_audit_rules::config::{millis_in, optional_int_in};
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
 
 /// What `/v1/decide` answers on a deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,122 +71,126 @@ impl Default for ServeConfig {
     }
 }
 
-const KEYS: [&str; 11] = [
-    "listen",
-    "user_header",
-    "session_header",
-    "decide_status",
-    "max_body_bytes",
-    "max_line_bytes",
-    "queue_capacity",
-    "egress_workers",
-    "shutdown_timeout_ms",
-    "ready_timeout_ms",
-    "output",
-];
-
-fn key(k: &str) -> String {
-    format!("serve.{k}")
+/// The `[serve]` table as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    listen: Option<Listen>,
+    user_header: Option<Header>,
+    session_header: Option<Header>,
+    decide_status: Option<DecideStatusName>,
+    #[serde(
+        default,
+        deserialize_with = "optional_int_in::<_, usize, 1024, 1073741824>"
+    )]
+    max_body_bytes: Option<usize>,
+    #[serde(
+        default,
+        deserialize_with = "optional_int_in::<_, usize, 256, 1073741824>"
+    )]
+    max_line_bytes: Option<usize>,
+    #[serde(
+        default,
+        deserialize_with = "optional_int_in::<_, usize, 1, 1073741824>"
+    )]
+    queue_capacity: Option<usize>,
+    #[serde(default, deserialize_with = "optional_int_in::<_, usize, 1, 256>")]
+    egress_workers: Option<usize>,
+    #[serde(default, deserialize_with = "optional_millis::<_, 1, 3600000>")]
+    shutdown_timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "optional_millis::<_, 1, 3600000>")]
+    ready_timeout_ms: Option<u64>,
+    output: Option<String>,
 }
 
-fn string<'a>(t: &'a toml::Table, k: &str) -> Result<Option<&'a str>, ConfigError> {
-    match t.get(k) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ConfigError::WrongType {
-            key: key(k),
-            expected: "a string",
-        }),
+fn optional_millis<'de, D: Deserializer<'de>, const LO: u64, const HI: u64>(
+    d: D,
+) -> Result<Option<u64>, D::Error> {
+    millis_in::<D, LO, HI>(d).map(Some)
+}
+
+/// `address:port`.
+struct Listen(SocketAddr);
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.trim().parse().map(Listen).map_err(|_| {
+            de::Error::custom(format!(
+                "`{s}` is not an address:port (e.g. 127.0.0.1:8787)"
+            ))
+        })
     }
 }
 
-fn int(t: &toml::Table, k: &str, min: i64, max: i64) -> Result<Option<u64>, ConfigError> {
-    match t.get(k) {
-        None => Ok(None),
-        Some(Value::Integer(i)) if (min..=max).contains(i) => Ok(Some(*i as u64)),
-        Some(Value::Integer(i)) => Err(ConfigError::Invalid {
-            key: key(k),
-            reason: format!("must be {min}-{max} (got {i})"),
-        }),
-        Some(_) => Err(ConfigError::WrongType {
-            key: key(k),
-            expected: "an integer",
-        }),
+/// A header name.
+struct Header(HeaderName);
+
+impl<'de> Deserialize<'de> for Header {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        HeaderName::try_from(s.trim())
+            .map(Header)
+            .map_err(|_| de::Error::custom(format!("`{s}` is not a valid header name")))
     }
 }
 
-fn header(t: &toml::Table, k: &str, default: &HeaderName) -> Result<HeaderName, ConfigError> {
-    match string(t, k)? {
-        None => Ok(default.clone()),
-        Some(s) => HeaderName::try_from(s.trim()).map_err(|_| ConfigError::Invalid {
-            key: key(k),
-            reason: format!("`{s}` is not a valid header name"),
-        }),
+/// `decide_status`.
+struct DecideStatusName(DecideStatus);
+
+impl<'de> Deserialize<'de> for DecideStatusName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "forbidden" => Ok(DecideStatusName(DecideStatus::Forbidden)),
+            "native" => Ok(DecideStatusName(DecideStatus::Native)),
+            s => Err(de::Error::custom(format!(
+                "unknown value `{s}` (expected \"forbidden\" or \"native\")"
+            ))),
+        }
     }
 }
 
 impl ServeConfig {
-    /// The `[serve]` table of `config` (defaults when it has none).
+    /// The `[serve]` table of `config` (defaults when it has none). Errors
+    /// name the key as `serve.<key>` and where it was written.
     pub fn from_config(config: &Config) -> Result<ServeConfig, ConfigError> {
-        config
-            .serve
-            .as_ref()
-            .map_or_else(|| Ok(ServeConfig::default()), ServeConfig::from_table)
-    }
-
-    /// Parses a `[serve]` table.
-    pub fn from_table(t: &toml::Table) -> Result<ServeConfig, ConfigError> {
-        if let Some(k) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
-            return Err(ConfigError::UnknownKey(key(k)));
-        }
+        let Some(table) = &config.serve else {
+            return Ok(ServeConfig::default());
+        };
+        let f: ServeFile = config.section("serve", table)?;
         let d = ServeConfig::default();
-        let listen = match string(t, "listen")? {
-            None => d.listen,
-            Some(s) => s.trim().parse().map_err(|_| ConfigError::Invalid {
-                key: key("listen"),
-                reason: format!("`{s}` is not an address:port (e.g. 127.0.0.1:8787)"),
-            })?,
-        };
-        let decide_status = match string(t, "decide_status")? {
-            None => d.decide_status,
-            Some("forbidden") => DecideStatus::Forbidden,
-            Some("native") => DecideStatus::Native,
-            Some(s) => {
-                return Err(ConfigError::Invalid {
-                    key: key("decide_status"),
-                    reason: format!("unknown value `{s}` (expected \"forbidden\" or \"native\")"),
-                })
-            }
-        };
-        let size = |k: &str, default: usize, min: i64| -> Result<usize, ConfigError> {
-            Ok(int(t, k, min, 1 << 30)?.map_or(default, |v| v as usize))
-        };
-        let ms = |k: &str, default: Duration| -> Result<Duration, ConfigError> {
-            Ok(int(t, k, 1, 3_600_000)?.map_or(default, Duration::from_millis))
-        };
-        let max_body_bytes = size("max_body_bytes", d.max_body_bytes, 1024)?;
-        let max_line_bytes = size("max_line_bytes", d.max_line_bytes, 256)?;
+        let max_body_bytes = f.max_body_bytes.unwrap_or(d.max_body_bytes);
+        let max_line_bytes = f.max_line_bytes.unwrap_or(d.max_line_bytes);
         if max_line_bytes > max_body_bytes {
-            return Err(ConfigError::Invalid {
-                key: key("max_line_bytes"),
+            return Err(config.source.locate(ConfigError::Invalid {
+                key: "serve.max_line_bytes".into(),
                 reason: format!("must not exceed serve.max_body_bytes ({max_body_bytes})"),
-            });
+            }));
         }
         Ok(ServeConfig {
-            listen,
-            user_header: header(t, "user_header", &d.user_header)?,
-            session_header: header(t, "session_header", &d.session_header)?,
-            decide_status,
+            listen: f.listen.map_or(d.listen, |l| l.0),
+            user_header: f.user_header.map_or(d.user_header, |h| h.0),
+            session_header: f.session_header.map_or(d.session_header, |h| h.0),
+            decide_status: f.decide_status.map_or(d.decide_status, |s| s.0),
             max_body_bytes,
             max_line_bytes,
-            queue_capacity: size("queue_capacity", d.queue_capacity, 1)?,
-            egress_workers: int(t, "egress_workers", 1, 256)?
-                .map_or(d.egress_workers, |v| v as usize),
-            shutdown_timeout: ms("shutdown_timeout_ms", d.shutdown_timeout)?,
-            ready_timeout: ms("ready_timeout_ms", d.ready_timeout)?,
-            output: string(t, "output")?
-                .filter(|s| !s.trim().is_empty())
-                .map(PathBuf::from),
+            queue_capacity: f.queue_capacity.unwrap_or(d.queue_capacity),
+            egress_workers: f.egress_workers.unwrap_or(d.egress_workers),
+            shutdown_timeout: f
+                .shutdown_timeout_ms
+                .map_or(d.shutdown_timeout, Duration::from_millis),
+            ready_timeout: f
+                .ready_timeout_ms
+                .map_or(d.ready_timeout, Duration::from_millis),
+            output: f.output.filter(|s| !s.trim().is_empty()).map(PathBuf::from),
+        })
+    }
+
+    /// Parses a `[serve]` table on its own.
+    pub fn from_table(t: &toml::Table) -> Result<ServeConfig, ConfigError> {
+        ServeConfig::from_config(&Config {
+            serve: Some(t.clone()),
+            ..Config::default()
         })
     }
 }
@@ -237,5 +244,28 @@ mod tests {
         assert!(err("[serve]\negress_workers = 0").contains("`serve.egress_workers`"));
         assert!(err("[serve]\nmax_body_bytes = 2000\nmax_line_bytes = 4000")
             .contains("`serve.max_line_bytes`"));
+    }
+
+    #[test]
+    fn errors_are_located_and_durations_take_strings() {
+        let e = parse("enabled = true\n[serve]\nlisten = \"127.0.0.1:1\"\nqueue_capacity = 0")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "line 4, column 1: configuration key `serve.queue_capacity`: must be 1-1073741824 (got 0)"
+        );
+        let e = parse("[serve]\n\nlistne = 1").unwrap_err().to_string();
+        assert!(
+            e.starts_with("line 3, column 1: ") && e.contains("`serve.listne`"),
+            "{e}"
+        );
+        let c = parse("[serve]\nshutdown_timeout_ms = \"2s\"\nready_timeout_ms = 250").unwrap();
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(2));
+        assert_eq!(c.ready_timeout, Duration::from_millis(250));
+        assert!(parse("[serve]\nready_timeout_ms = \"2h\"")
+            .unwrap_err()
+            .to_string()
+            .contains("`serve.ready_timeout_ms`"));
     }
 }

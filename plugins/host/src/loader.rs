@@ -71,48 +71,79 @@ impl PluginSpec {
     /// of the configuration file), optional `sha256`, `rule` and `config`
     /// (a table). Any other key is an error.
     pub fn from_entry(entry: &Map<String, Value>, base_dir: &Path) -> Result<Self, PluginError> {
-        let raw = match entry.get("plugin") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.as_str(),
-            _ => {
-                return Err(PluginError::BadEntry {
-                    path: PathBuf::new(),
-                    reason: "`plugin` must be a non-empty path".into(),
-                })
+        let raw = Value::Object(entry.clone());
+        let e: EntryFile = serde_path_to_error::deserialize(&raw).map_err(|e| {
+            let message = e.inner().to_string();
+            let key = e.path().to_string();
+            let reason = match message
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split_once('`'))
+            {
+                Some((k, _)) => format!(
+                    "unknown key `{k}` (a plugin entry takes `plugin`, `sha256`, `rule` and `config`)"
+                ),
+                None if message.starts_with("missing field") => {
+                    "`plugin` must be a non-empty path".into()
+                }
+                None => format!("`{key}` {message}"),
+            };
+            PluginError::BadEntry {
+                path: entry
+                    .get("plugin")
+                    .and_then(Value::as_str)
+                    .map(|p| resolve_plugin_path(base_dir, Path::new(p)))
+                    .unwrap_or_default(),
+                reason,
             }
-        };
-        let path = resolve_plugin_path(base_dir, Path::new(raw));
-        let bad = |reason: String| PluginError::BadEntry {
-            path: path.clone(),
-            reason,
-        };
-        let string = |key: &str| -> Result<Option<String>, PluginError> {
-            match entry.get(key) {
-                None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(bad(format!("`{key}` must be a string"))),
-            }
-        };
-        let sha256 = string("sha256")?;
-        let rule = string("rule")?;
-        let config = match entry.get("config") {
-            None => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(_) => return Err(bad("`config` must be a table".into())),
-        };
-        if let Some(k) = entry
-            .keys()
-            .find(|k| !["plugin", "sha256", "rule", "config"].contains(&k.as_str()))
-        {
-            return Err(bad(format!(
-                "unknown key `{k}` (a plugin entry takes `plugin`, `sha256`, `rule` and `config`)"
-            )));
-        }
+        })?;
         Ok(PluginSpec {
-            path,
-            sha256,
-            rule,
-            config,
+            path: resolve_plugin_path(base_dir, Path::new(&e.plugin.0)),
+            sha256: e.sha256.map(|s| s.0),
+            rule: e.rule.map(|s| s.0),
+            config: e.config.map(|c| c.0).unwrap_or_default(),
         })
+    }
+}
+
+/// The keys of a plugin entry; each type's error is the reason after the
+/// key's name.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryFile {
+    plugin: NonEmptyPath,
+    sha256: Option<Text>,
+    rule: Option<Text>,
+    config: Option<Table>,
+}
+
+struct NonEmptyPath(String);
+struct Text(String);
+struct Table(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for NonEmptyPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) if !s.trim().is_empty() => Ok(NonEmptyPath(s)),
+            _ => Err(serde::de::Error::custom("must be a non-empty path")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Text(s)),
+            _ => Err(serde::de::Error::custom("must be a string")),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Table {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Object(m) => Ok(Table(m)),
+            _ => Err(serde::de::Error::custom("must be a table")),
+        }
     }
 }
 

@@ -3,8 +3,10 @@
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::{login_failure_key, Common};
-use crate::config::{ConfigError, Params};
+use serde::Deserialize;
+
+use super::{login_failure_key, Common, FromParams};
+use crate::config::{ConfigError, Decision, Number, Seconds, Severity, StringList};
 use crate::rule::{Match, Rule, RuleContext, RuleError};
 
 #[derive(Debug, Clone)]
@@ -15,18 +17,38 @@ pub struct BruteForceLogin {
     event_types: Vec<String>,
 }
 
-impl BruteForceLogin {
-    pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
+/// `brute_force_login`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BruteForceLoginParams {
+    pub threshold: Number,
+    pub window_seconds: Seconds,
+    pub severity: Severity,
+    pub message: String,
+    pub tags: StringList,
+    pub decision: Decision,
+}
+
+impl Default for BruteForceLoginParams {
+    fn default() -> Self {
+        BruteForceLoginParams {
+            threshold: Number(5.0),
+            window_seconds: Seconds(300),
+            severity: Severity(8),
+            message: "Repeated login failures detected".into(),
+            tags: StringList::of(&["auth", "bruteforce"]),
+            decision: Decision(None),
+        }
+    }
+}
+
+impl FromParams for BruteForceLogin {
+    type Params = BruteForceLoginParams;
+    fn from_params(name: &str, p: BruteForceLoginParams) -> Result<Self, ConfigError> {
         Ok(BruteForceLogin {
-            common: Common::read(
-                p,
-                8,
-                "Repeated login failures detected",
-                &["auth", "bruteforce"],
-                Some(None),
-            )?,
-            threshold: p.non_negative("threshold", 5.0)?,
-            window_seconds: p.seconds("window_seconds", 300)?,
+            common: Common::new(name, p.severity, p.message, p.tags, p.decision),
+            threshold: p.threshold.0,
+            window_seconds: p.window_seconds.0,
             event_types: vec!["auth.login.failed".into(), "auth.login.success".into()],
         })
     }

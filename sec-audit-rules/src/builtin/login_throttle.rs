@@ -5,8 +5,10 @@
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::{login_failure_key, Common, PathFilter};
-use crate::config::{ConfigError, Params};
+use serde::Deserialize;
+
+use super::{login_failure_key, Common, FromParams, PathFilter};
+use crate::config::{ConfigError, Decision, Number, Regexes, Severity, StringList};
 use crate::engine::INGRESS_EVENT_TYPE;
 use crate::policy::ActionKind;
 use crate::rule::{Match, Rule, RuleContext, RuleError};
@@ -19,18 +21,44 @@ pub struct LoginThrottle {
     event_types: Vec<String>,
 }
 
-impl LoginThrottle {
-    pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
+/// `login_throttle`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginThrottleParams {
+    pub threshold: Number,
+    /// Default `["/login"]`.
+    pub paths: Option<Regexes>,
+    pub severity: Severity,
+    pub message: String,
+    pub tags: StringList,
+    pub decision: Decision,
+}
+
+impl Default for LoginThrottleParams {
+    fn default() -> Self {
+        LoginThrottleParams {
+            threshold: Number(5.0),
+            paths: None,
+            severity: Severity(8),
+            message: "Login temporarily throttled after repeated failures".into(),
+            tags: StringList::of(&["auth", "throttle"]),
+            decision: Decision(Some(ActionKind::Block)),
+        }
+    }
+}
+
+impl FromParams for LoginThrottle {
+    type Params = LoginThrottleParams;
+    fn from_params(name: &str, p: LoginThrottleParams) -> Result<Self, ConfigError> {
+        let paths = match p.paths {
+            Some(paths) => paths,
+            None => Regexes::of(&["/login"])
+                .map_err(|e| ConfigError::bad(name, "paths", e.to_string()))?,
+        };
         Ok(LoginThrottle {
-            common: Common::read(
-                p,
-                8,
-                "Login temporarily throttled after repeated failures",
-                &["auth", "throttle"],
-                Some(Some(ActionKind::Block)),
-            )?,
-            threshold: p.non_negative("threshold", 5.0)?,
-            paths: PathFilter::new(p.regex_list("paths", &["/login"])?),
+            common: Common::new(name, p.severity, p.message, p.tags, p.decision),
+            threshold: p.threshold.0,
+            paths: PathFilter::new(paths.0),
             event_types: vec![INGRESS_EVENT_TYPE.into()],
         })
     }

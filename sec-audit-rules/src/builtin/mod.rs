@@ -1,17 +1,20 @@
-//! The eight built-in rules (`docs/rules.md`), each constructible
-//! from a configuration table: `builtin = "<name>"` plus its parameters.
-//! Every built-in accepts `severity`, `message` and `tags` overrides; those
-//! that suggest a decision accept `decision`.
+//! The eight built-in rules (`docs/rules.md`), each constructible from a configuration table:
+//! `builtin = "<name>"` plus its parameters, a serde struct per rule
+//! (unknown parameters are errors). Every built-in accepts `severity`,
+//! `message` and `tags` overrides; those that suggest a decision accept
+//! `decision`. [`BUILTINS`] is the one registry of them: name, constructor,
+//! default action and ingress safety.
 
 use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::{ConfigError, Params, RuleConfig};
-use crate::policy::ActionKind;
+use crate::config::{ConfigError, Decision, RuleConfig, Severity, StringList};
+use crate::policy::{ActionKind, ActionSpec};
 use crate::rule::Rule;
 
 mod brute_force_login;
@@ -32,17 +35,152 @@ pub use resource_enumeration::ResourceEnumeration;
 pub use sensitive_field_change::SensitiveFieldChange;
 pub use suspicious_proxy_header::SuspiciousProxyHeader;
 
-/// Names of the built-in rules.
-pub const BUILTIN_NAMES: [&str; 8] = [
-    "brute_force_login",
-    "login_throttle",
-    "repeated_client_error",
-    "repeated_route",
-    "request_body_threshold",
-    "resource_enumeration",
-    "sensitive_field_change",
-    "suspicious_proxy_header",
+/// Whether a built-in runs on the ingress pass (`safe_for_enforcement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngressSafety {
+    /// Never: it needs the response or the application's view.
+    Never,
+    /// Always: it is written for the ingress pass.
+    Always,
+    /// When its `safe_for_enforcement` parameter says so (default false).
+    Configurable,
+}
+
+/// A built-in's default action: what it does when `rule_actions` names no
+/// action for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultAction {
+    pub action: ActionKind,
+    pub scopes: &'static [&'static str],
+}
+
+const TEMP_BLOCK_IP: Option<DefaultAction> = Some(DefaultAction {
+    action: ActionKind::TempBlock,
+    scopes: &["ip"],
+});
+
+/// One built-in rule: its name, how it is built from its parameters, its
+/// default action and whether it runs on the ingress pass.
+#[derive(Clone, Copy)]
+pub struct BuiltinRule {
+    pub name: &'static str,
+    pub default_action: Option<DefaultAction>,
+    pub ingress: IngressSafety,
+    build: Constructor,
+}
+
+/// Builds a built-in named `name` from its table.
+type Constructor = fn(&str, &RuleConfig) -> Result<Arc<dyn Rule>, ConfigError>;
+
+impl std::fmt::Debug for BuiltinRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltinRule")
+            .field("name", &self.name)
+            .field("default_action", &self.default_action)
+            .field("ingress", &self.ingress)
+            .finish()
+    }
+}
+
+impl BuiltinRule {
+    /// Builds the rule from its parameter table (a `builtin` key in the
+    /// table is allowed and ignored).
+    pub fn build(&self, table: &RuleConfig) -> Result<Arc<dyn Rule>, ConfigError> {
+        (self.build)(self.name, table)
+    }
+
+    /// The default action as a `rule_actions` entry.
+    pub fn default_action(&self) -> Option<ActionSpec> {
+        self.default_action
+            .map(|d| ActionSpec::action(d.action).with_scopes(d.scopes.iter().copied()))
+    }
+}
+
+/// A built-in rule type: its parameters are a serde struct.
+pub trait FromParams: Rule + Sized + 'static {
+    /// The rule's parameters (`#[serde(deny_unknown_fields, default)]`).
+    type Params: DeserializeOwned;
+    fn from_params(name: &str, params: Self::Params) -> Result<Self, ConfigError>;
+}
+
+fn build_as<R: FromParams>(name: &str, table: &RuleConfig) -> Result<Arc<dyn Rule>, ConfigError> {
+    let p = crate::config::params::<R::Params>(name, table)?;
+    Ok(Arc::new(R::from_params(name, p)?))
+}
+
+/// The registry of built-in rules: the one list of their names, how each is
+/// built, its default action and its ingress safety.
+pub static BUILTINS: [BuiltinRule; 8] = TABLE;
+
+const TABLE: [BuiltinRule; 8] = [
+    BuiltinRule {
+        name: "brute_force_login",
+        default_action: TEMP_BLOCK_IP,
+        ingress: IngressSafety::Never,
+        build: build_as::<BruteForceLogin>,
+    },
+    BuiltinRule {
+        name: "login_throttle",
+        default_action: TEMP_BLOCK_IP,
+        ingress: IngressSafety::Always,
+        build: build_as::<LoginThrottle>,
+    },
+    BuiltinRule {
+        name: "repeated_client_error",
+        default_action: TEMP_BLOCK_IP,
+        ingress: IngressSafety::Never,
+        build: build_as::<RepeatedClientError>,
+    },
+    BuiltinRule {
+        name: "repeated_route",
+        default_action: TEMP_BLOCK_IP,
+        ingress: IngressSafety::Always,
+        build: build_as::<RepeatedRoute>,
+    },
+    BuiltinRule {
+        name: "request_body_threshold",
+        default_action: TEMP_BLOCK_IP,
+        ingress: IngressSafety::Always,
+        build: build_as::<RequestBodyThreshold>,
+    },
+    BuiltinRule {
+        name: "resource_enumeration",
+        default_action: None,
+        ingress: IngressSafety::Never,
+        build: build_as::<ResourceEnumeration>,
+    },
+    BuiltinRule {
+        name: "sensitive_field_change",
+        default_action: Some(DefaultAction {
+            action: ActionKind::PersistBlock,
+            scopes: &["user", "session"],
+        }),
+        ingress: IngressSafety::Never,
+        build: build_as::<SensitiveFieldChange>,
+    },
+    BuiltinRule {
+        name: "suspicious_proxy_header",
+        default_action: TEMP_BLOCK_IP,
+        ingress: IngressSafety::Configurable,
+        build: build_as::<SuspiciousProxyHeader>,
+    },
 ];
+
+/// Names of the built-in rules (of [`BUILTINS`]).
+pub const BUILTIN_NAMES: [&str; TABLE.len()] = {
+    let mut names = [""; TABLE.len()];
+    let mut i = 0;
+    while i < TABLE.len() {
+        names[i] = TABLE[i].name;
+        i += 1;
+    }
+    names
+};
+
+/// The built-in named `name`.
+pub fn find(name: &str) -> Option<&'static BuiltinRule> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
 
 /// The `http.response.*` event types.
 pub const HTTP_RESPONSE_TYPES: [&str; 4] = [
@@ -103,20 +241,9 @@ pub fn build(table: &RuleConfig) -> Result<Arc<dyn Rule>, ConfigError> {
 /// Builds built-in `name` from its parameter table (a `builtin` key in the
 /// table is allowed and ignored).
 pub fn build_named(name: &str, table: &RuleConfig) -> Result<Arc<dyn Rule>, ConfigError> {
-    let p = Params::new(name, table, &["builtin"]);
-    let rule: Arc<dyn Rule> = match name {
-        "brute_force_login" => Arc::new(BruteForceLogin::from_params(&p)?),
-        "login_throttle" => Arc::new(LoginThrottle::from_params(&p)?),
-        "repeated_client_error" => Arc::new(RepeatedClientError::from_params(&p)?),
-        "repeated_route" => Arc::new(RepeatedRoute::from_params(&p)?),
-        "request_body_threshold" => Arc::new(RequestBodyThreshold::from_params(&p)?),
-        "resource_enumeration" => Arc::new(ResourceEnumeration::from_params(&p)?),
-        "sensitive_field_change" => Arc::new(SensitiveFieldChange::from_params(&p)?),
-        "suspicious_proxy_header" => Arc::new(SuspiciousProxyHeader::from_params(&p)?),
-        other => return Err(ConfigError::UnknownBuiltin(other.to_string())),
-    };
-    p.finish()?;
-    Ok(rule)
+    find(name)
+        .ok_or_else(|| ConfigError::UnknownBuiltin(name.to_string()))?
+        .build(table)
 }
 
 /// The overrides every built-in accepts.
@@ -130,29 +257,24 @@ pub struct Common {
 }
 
 impl Common {
-    /// Reads `severity`, `message`, `tags` and — when `decision` is
-    /// `Some(default)` — `decision`.
-    pub fn read(
-        p: &Params<'_>,
-        severity: u8,
-        message: &str,
-        tags: &[&str],
-        decision: Option<Option<ActionKind>>,
-    ) -> Result<Self, ConfigError> {
-        Ok(Common {
-            name: p.rule().to_string(),
-            severity: p.severity(severity)?,
-            message: p.string("message", message)?,
-            tags: p.tags(tags)?,
-            decision: match decision {
-                Some(default) => p.decision(default)?,
-                None => None,
-            },
-        })
+    /// `severity`, `message`, `tags` and `decision` (none for rules that
+    /// never suggest one) as configured.
+    pub fn new(
+        name: &str,
+        severity: Severity,
+        message: String,
+        tags: StringList,
+        decision: Decision,
+    ) -> Self {
+        Common {
+            name: name.to_string(),
+            severity: severity.0,
+            message,
+            tags: tags.0,
+            decision: decision.0,
+        }
     }
-}
 
-impl Common {
     /// The match every built-in returns: the configured message, decision
     /// (none for rules that never suggest one) and tags, with `metadata`.
     pub fn matched(

@@ -4,8 +4,10 @@
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::Common;
-use crate::config::{ConfigError, Params};
+use serde::Deserialize;
+
+use super::{Common, FromParams};
+use crate::config::{ConfigError, Decision, Number, Seconds, Severity, StringList};
 use crate::rule::{Match, Rule, RuleContext, RuleError};
 
 #[derive(Debug, Clone)]
@@ -21,18 +23,36 @@ fn client_error_key(ip: &str) -> String {
     format!("client_errors:{}", super::ip_key(ip))
 }
 
-impl RepeatedClientError {
-    pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
+/// `repeated_client_error`'s parameters (it suggests no decision).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepeatedClientErrorParams {
+    pub threshold: Number,
+    pub window_seconds: Seconds,
+    pub severity: Severity,
+    pub message: String,
+    pub tags: StringList,
+}
+
+impl Default for RepeatedClientErrorParams {
+    fn default() -> Self {
+        RepeatedClientErrorParams {
+            threshold: Number(20.0),
+            window_seconds: Seconds(300),
+            severity: Severity(6),
+            message: "Repeated HTTP client errors from source IP".into(),
+            tags: StringList::of(&["http", "scan"]),
+        }
+    }
+}
+
+impl FromParams for RepeatedClientError {
+    type Params = RepeatedClientErrorParams;
+    fn from_params(name: &str, p: RepeatedClientErrorParams) -> Result<Self, ConfigError> {
         Ok(RepeatedClientError {
-            common: Common::read(
-                p,
-                6,
-                "Repeated HTTP client errors from source IP",
-                &["http", "scan"],
-                None,
-            )?,
-            threshold: p.non_negative("threshold", 20.0)?,
-            window_seconds: p.seconds("window_seconds", 300)?,
+            common: Common::new(name, p.severity, p.message, p.tags, Decision(None)),
+            threshold: p.threshold.0,
+            window_seconds: p.window_seconds.0,
             event_types: vec!["http.response.client_error".into()],
         })
     }

@@ -6,8 +6,10 @@ use std::borrow::Cow;
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::{Common, PathFilter};
-use crate::config::{ConfigError, Params};
+use serde::Deserialize;
+
+use super::{Common, FromParams, PathFilter};
+use crate::config::{ConfigError, Decision, Number, Regexes, Seconds, Severity, StringList};
 use crate::engine::INGRESS_EVENT_TYPE;
 use crate::policy::ActionKind;
 use crate::rule::{Match, Rule, RuleContext, RuleError};
@@ -22,20 +24,44 @@ pub struct RepeatedRoute {
     event_types: Vec<String>,
 }
 
-impl RepeatedRoute {
-    pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
+/// `repeated_route`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepeatedRouteParams {
+    pub threshold: Number,
+    pub window_seconds: Seconds,
+    pub paths: Option<Regexes>,
+    pub block_ttl: Option<Seconds>,
+    pub severity: Severity,
+    pub message: String,
+    pub tags: StringList,
+    pub decision: Decision,
+}
+
+impl Default for RepeatedRouteParams {
+    fn default() -> Self {
+        RepeatedRouteParams {
+            threshold: Number(10.0),
+            window_seconds: Seconds(300),
+            paths: None,
+            block_ttl: None,
+            severity: Severity(7),
+            message: "Repeated requests to a monitored route".into(),
+            tags: StringList::of(&["http", "route-abuse"]),
+            decision: Decision(Some(ActionKind::TempBlock)),
+        }
+    }
+}
+
+impl FromParams for RepeatedRoute {
+    type Params = RepeatedRouteParams;
+    fn from_params(name: &str, p: RepeatedRouteParams) -> Result<Self, ConfigError> {
         Ok(RepeatedRoute {
-            common: Common::read(
-                p,
-                7,
-                "Repeated requests to a monitored route",
-                &["http", "route-abuse"],
-                Some(Some(ActionKind::TempBlock)),
-            )?,
-            threshold: p.non_negative("threshold", 10.0)?,
-            window_seconds: p.seconds("window_seconds", 300)?,
-            paths: PathFilter::new(p.regex_list("paths", &[])?),
-            block_ttl: p.optional_seconds("block_ttl")?,
+            common: Common::new(name, p.severity, p.message, p.tags, p.decision),
+            threshold: p.threshold.0,
+            window_seconds: p.window_seconds.0,
+            paths: PathFilter::new(p.paths.map(|r| r.0).unwrap_or_default()),
+            block_ttl: p.block_ttl.map(|s| s.0),
             event_types: vec![INGRESS_EVENT_TYPE.into()],
         })
     }

@@ -7,8 +7,10 @@ use sec_audit_core::event::lookup;
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::{Common, PathFilter};
-use crate::config::{decimal, ConfigError, Params};
+use serde::Deserialize;
+
+use super::{Common, FromParams, PathFilter};
+use crate::config::{decimal, Amount, ConfigError, Decision, Regexes, Severity, StringList};
 use crate::engine::INGRESS_EVENT_TYPE;
 use crate::policy::ActionKind;
 use crate::rule::{Match, Rule, RuleContext, RuleError};
@@ -22,34 +24,58 @@ pub struct RequestBodyThreshold {
     event_types: Vec<String>,
 }
 
-impl RequestBodyThreshold {
-    pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
-        let field = p.string("field", "amount")?;
-        if field.trim().is_empty() {
-            return Err(p.bad("field", "must not be empty"));
+/// `request_body_threshold`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestBodyThresholdParams {
+    pub field: String,
+    pub threshold: Amount,
+    pub paths: Option<Regexes>,
+    pub severity: Severity,
+    pub message: String,
+    pub tags: StringList,
+    pub decision: Decision,
+}
+
+impl Default for RequestBodyThresholdParams {
+    fn default() -> Self {
+        RequestBodyThresholdParams {
+            field: "amount".into(),
+            threshold: Amount(Decimal::from(10_000)),
+            paths: None,
+            severity: Severity(8),
+            message: "Request body numeric threshold exceeded".into(),
+            tags: StringList::of(&["request", "threshold"]),
+            decision: Decision(Some(ActionKind::Block)),
         }
-        let threshold = p.decimal("threshold", Decimal::from(10_000))?;
+    }
+}
+
+impl FromParams for RequestBodyThreshold {
+    type Params = RequestBodyThresholdParams;
+    fn from_params(name: &str, p: RequestBodyThresholdParams) -> Result<Self, ConfigError> {
+        if p.field.trim().is_empty() {
+            return Err(ConfigError::bad(name, "field", "must not be empty"));
+        }
+        let threshold = p.threshold.0;
         if threshold.is_sign_negative() && !threshold.is_zero() {
-            return Err(p.bad(
+            return Err(ConfigError::bad(
+                name,
                 "threshold",
                 format!("must not be negative (got {threshold})"),
             ));
         }
         Ok(RequestBodyThreshold {
-            common: Common::read(
-                p,
-                8,
-                "Request body numeric threshold exceeded",
-                &["request", "threshold"],
-                Some(Some(ActionKind::Block)),
-            )?,
-            field,
+            common: Common::new(name, p.severity, p.message, p.tags, p.decision),
+            field: p.field,
             threshold,
-            paths: PathFilter::new(p.regex_list("paths", &[])?),
+            paths: PathFilter::new(p.paths.map(|r| r.0).unwrap_or_default()),
             event_types: vec![INGRESS_EVENT_TYPE.into()],
         })
     }
+}
 
+impl RequestBodyThreshold {
     /// The field's value as text when it exceeds the threshold.
     fn exceeding(&self, value: &Value) -> Option<String> {
         if let Some(d) = decimal(value) {

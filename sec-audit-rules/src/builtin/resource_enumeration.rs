@@ -12,8 +12,10 @@ use std::sync::Arc;
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::{Common, HTTP_RESPONSE_TYPES};
-use crate::config::{ConfigError, Params};
+use serde::Deserialize;
+
+use super::{Common, FromParams, HTTP_RESPONSE_TYPES};
+use crate::config::{ConfigError, Decision, Number, Seconds, Severity, StringList};
 use crate::history::HistoryQuery;
 use crate::rule::{HistoryContext, Match, Rule, RuleContext, RuleError};
 use crate::state::HistoryRow;
@@ -26,14 +28,41 @@ pub struct ResourceEnumeration {
     event_types: Vec<String>,
 }
 
-impl ResourceEnumeration {
-    pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
-        let threshold = p.non_negative("threshold", 20.0)?;
+/// `resource_enumeration`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceEnumerationParams {
+    pub threshold: Number,
+    pub window_seconds: Seconds,
+    pub severity: Severity,
+    pub message: String,
+    pub tags: StringList,
+    pub decision: Decision,
+}
+
+impl Default for ResourceEnumerationParams {
+    fn default() -> Self {
+        ResourceEnumerationParams {
+            threshold: Number(20.0),
+            window_seconds: Seconds(300),
+            severity: Severity(7),
+            message: "Many distinct resources accessed under one route".into(),
+            tags: StringList::of(&["http", "enumeration"]),
+            decision: Decision(None),
+        }
+    }
+}
+
+impl FromParams for ResourceEnumeration {
+    type Params = ResourceEnumerationParams;
+    fn from_params(name: &str, p: ResourceEnumerationParams) -> Result<Self, ConfigError> {
+        let threshold = p.threshold.0;
         // Distinct paths are counted over at most the history ceiling's
         // rows: a higher threshold could never be reached (and used to
         // lift the row cap, making every read scan an unbounded history).
         if threshold > HistoryContext::MAX_EVENTS_CEILING as f64 {
-            return Err(p.bad(
+            return Err(ConfigError::bad(
+                name,
                 "threshold",
                 format!(
                     "{threshold} can never be reached: distinct paths are counted over at most {} history rows per ip",
@@ -41,17 +70,11 @@ impl ResourceEnumeration {
                 ),
             ));
         }
-        let window = p.seconds("window_seconds", 300)?;
+        let window = p.window_seconds.0;
         // Enough rows to see `threshold` distinct paths (saturating cast).
         let max_events = (threshold.ceil() as usize).max(HistoryContext::DEFAULT_MAX_EVENTS);
         Ok(ResourceEnumeration {
-            common: Common::read(
-                p,
-                7,
-                "Many distinct resources accessed under one route",
-                &["http", "enumeration"],
-                Some(None),
-            )?,
+            common: Common::new(name, p.severity, p.message, p.tags, p.decision),
             threshold,
             context: HistoryContext::new(["ip"])
                 .event_types(HTTP_RESPONSE_TYPES)

@@ -7,8 +7,10 @@ use sec_audit_core::event::value_text;
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::Common;
-use crate::config::{ConfigError, Params};
+use serde::Deserialize;
+
+use super::{Common, FromParams};
+use crate::config::{ConfigError, Decision, Severity, StringList};
 use crate::rule::{Match, Rule, RuleContext, RuleError};
 
 #[derive(Debug, Clone)]
@@ -21,10 +23,35 @@ pub struct SensitiveFieldChange {
     event_types: Vec<String>,
 }
 
-/// A non-empty list of non-blank strings, lower-cased.
-fn lowered(p: &Params<'_>, key: &str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
+/// `sensitive_field_change`'s parameters (`fields` is required).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensitiveFieldChangeParams {
+    pub fields: Option<StringList>,
+    pub model_labels: Option<StringList>,
+    pub severity: Severity,
+    pub message: String,
+    pub tags: StringList,
+    pub decision: Decision,
+}
+
+impl Default for SensitiveFieldChangeParams {
+    fn default() -> Self {
+        SensitiveFieldChangeParams {
+            fields: None,
+            model_labels: None,
+            severity: Severity(7),
+            message: "Sensitive model fields were changed".into(),
+            tags: StringList::of(&["model", "sensitive-change"]),
+            decision: Decision(None),
+        }
+    }
+}
+
+/// A list of non-blank strings, lower-cased.
+fn lowered(rule: &str, key: &str, list: Vec<String>) -> Result<Vec<String>, ConfigError> {
     if list.iter().any(|s| s.trim().is_empty()) {
-        return Err(p.bad(key, "must not contain empty names"));
+        return Err(ConfigError::bad(rule, key, "must not contain empty names"));
     }
     let mut out: Vec<String> = list.iter().map(|s| s.trim().to_lowercase()).collect();
     out.sort();
@@ -32,38 +59,39 @@ fn lowered(p: &Params<'_>, key: &str, list: Vec<String>) -> Result<Vec<String>, 
     Ok(out)
 }
 
-impl SensitiveFieldChange {
-    pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
-        let fields = match p.string_list("fields")? {
+impl FromParams for SensitiveFieldChange {
+    type Params = SensitiveFieldChangeParams;
+    fn from_params(name: &str, p: SensitiveFieldChangeParams) -> Result<Self, ConfigError> {
+        let fields = match p.fields {
             None => {
                 return Err(ConfigError::MissingParameter {
-                    rule: p.rule().to_string(),
+                    rule: name.to_string(),
                     key: "fields".into(),
                 })
             }
-            Some(list) if list.is_empty() => {
-                return Err(p.bad("fields", "must list at least one field"))
+            Some(list) if list.0.is_empty() => {
+                return Err(ConfigError::bad(
+                    name,
+                    "fields",
+                    "must list at least one field",
+                ))
             }
-            Some(list) => lowered(p, "fields", list)?,
+            Some(list) => lowered(name, "fields", list.0)?,
         };
-        let model_labels = match p.string_list("model_labels")? {
+        let model_labels = match p.model_labels {
             None => Vec::new(),
-            Some(list) => lowered(p, "model_labels", list)?,
+            Some(list) => lowered(name, "model_labels", list.0)?,
         };
         Ok(SensitiveFieldChange {
-            common: Common::read(
-                p,
-                7,
-                "Sensitive model fields were changed",
-                &["model", "sensitive-change"],
-                Some(None),
-            )?,
+            common: Common::new(name, p.severity, p.message, p.tags, p.decision),
             fields,
             model_labels,
             event_types: vec!["model.update".into()],
         })
     }
+}
 
+impl SensitiveFieldChange {
     fn is_sensitive(&self, name: &str) -> bool {
         let name = name.trim();
         !name.is_empty() && self.fields.iter().any(|f| eq_lowered(name, f))

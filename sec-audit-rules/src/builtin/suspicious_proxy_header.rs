@@ -8,8 +8,10 @@ use sec_audit_core::client_ip::parse_ip_token;
 use sec_audit_core::AuditEvent;
 use serde_json::{Map, Value};
 
-use super::Common;
-use crate::config::{ConfigError, Params};
+use serde::Deserialize;
+
+use super::{Common, FromParams};
+use crate::config::{ConfigError, Decision, Severity, StringList};
 use crate::rule::{Match, Rule, RuleContext, RuleError};
 
 /// How deep array header values are walked; anything deeper counts as
@@ -22,17 +24,35 @@ pub struct SuspiciousProxyHeader {
     safe_for_enforcement: bool,
 }
 
-impl SuspiciousProxyHeader {
-    pub fn from_params(p: &Params<'_>) -> Result<Self, ConfigError> {
+/// `suspicious_proxy_header`'s parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SuspiciousProxyHeaderParams {
+    pub safe_for_enforcement: bool,
+    pub severity: Severity,
+    pub message: String,
+    pub tags: StringList,
+    pub decision: Decision,
+}
+
+impl Default for SuspiciousProxyHeaderParams {
+    fn default() -> Self {
+        SuspiciousProxyHeaderParams {
+            safe_for_enforcement: false,
+            severity: Severity(6),
+            message: "Suspicious proxy headers on an untrusted route".into(),
+            tags: StringList::of(&["http", "proxy", "spoofing"]),
+            decision: Decision(None),
+        }
+    }
+}
+
+impl FromParams for SuspiciousProxyHeader {
+    type Params = SuspiciousProxyHeaderParams;
+    fn from_params(name: &str, p: SuspiciousProxyHeaderParams) -> Result<Self, ConfigError> {
         Ok(SuspiciousProxyHeader {
-            common: Common::read(
-                p,
-                6,
-                "Suspicious proxy headers on an untrusted route",
-                &["http", "proxy", "spoofing"],
-                Some(None),
-            )?,
-            safe_for_enforcement: p.bool("safe_for_enforcement", false)?,
+            common: Common::new(name, p.severity, p.message, p.tags, p.decision),
+            safe_for_enforcement: p.safe_for_enforcement,
         })
     }
 }

@@ -16,7 +16,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `distinct_usernames` | 10 | distinct usernames from one IP within the window that make a match |
-//! | `window_seconds` | 600 | how far back history is read |
+//! | `window_seconds` | 600 | how far back history is read, seconds or `"15m"` |
 //! | `max_events` | 100 | how many history rows are read at most (≥ `distinct_usernames`) |
 //! | `severity` | 8 | 1–10 |
 //! | `message` | "Many distinct usernames tried from one source IP" | |
@@ -25,6 +25,8 @@
 
 use std::collections::BTreeSet;
 
+use sec_audit_plugin_sdk::params::{Count, OptionalDecision, Seconds, Severity, StringList};
+use sec_audit_plugin_sdk::serde::Deserialize;
 use sec_audit_plugin_sdk::serde_json::{Map, Value};
 use sec_audit_plugin_sdk::{
     export_rules, ConfigError, Context, Decision, Event, HistoryContext, HistoryQuery,
@@ -51,36 +53,57 @@ pub struct CredentialStuffing {
     row_key: String,
 }
 
+/// `[rules.config]`, as the table above describes it.
+#[derive(Deserialize)]
+#[serde(crate = "sec_audit_plugin_sdk::serde", deny_unknown_fields, default)]
+struct Params {
+    distinct_usernames: Count<2>,
+    window_seconds: Seconds,
+    max_events: Count<1>,
+    severity: Severity,
+    message: String,
+    tags: StringList,
+    decision: OptionalDecision,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            distinct_usernames: Count(10),
+            window_seconds: Seconds(600),
+            max_events: Count(100),
+            severity: Severity(8),
+            message: "Many distinct usernames tried from one source IP".into(),
+            tags: StringList::of(&["auth", "credential_stuffing"]),
+            decision: OptionalDecision(None),
+        }
+    }
+}
+
 impl CredentialStuffing {
     pub fn from_config(config: &PluginConfig) -> Result<Self, ConfigError> {
-        let p = config.params(NAME);
-        let distinct = p.integer("distinct_usernames", 10, 2)?;
-        let window = p.seconds("window_seconds", 600)?;
-        let max_events = p.integer("max_events", 100, 1)?;
+        let p: Params = config.deserialize(NAME)?;
+        let (distinct, max_events) = (p.distinct_usernames.0, p.max_events.0);
         if max_events < distinct {
-            return Err(p.bad(
+            return Err(ConfigError::bad_value(
+                NAME,
                 "max_events",
                 format!("must be at least distinct_usernames ({distinct}), got {max_events}"),
             ));
         }
-        let rule = CredentialStuffing {
+        Ok(CredentialStuffing {
             distinct_usernames: usize::try_from(distinct).unwrap_or(usize::MAX),
-            severity: p.severity(8)?,
-            message: p.string(
-                "message",
-                "Many distinct usernames tried from one source IP",
-            )?,
-            tags: p.tags(&["auth", "credential_stuffing"])?,
-            decision: p.decision(None)?,
+            severity: p.severity.0,
+            message: p.message,
+            tags: p.tags.0,
+            decision: p.decision.0,
             event_types: vec![FAILED.to_string()],
             history: HistoryContext::new(["ip"])
                 .event_types([FAILED])
-                .window_seconds(window as f64)
+                .window_seconds(p.window_seconds.0 as f64)
                 .max_events(usize::try_from(max_events).unwrap_or(usize::MAX)),
             row_key: format!("rule_attrs.{NAME}.{FINGERPRINT_KEY}"),
-        };
-        p.finish()?;
-        Ok(rule)
+        })
     }
 }
 

@@ -10,12 +10,14 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `threshold` | 10 | 404s from one IP within the window that make a match |
-//! | `window_seconds` | 60 | the counting window (fixed: later hits do not extend it) |
+//! | `window_seconds` | 60 | the counting window, seconds or `"15m"` (fixed: later hits do not extend it) |
 //! | `severity` | 5 | 1–10 |
 //! | `message` | "Repeated 404 responses from one source IP" | |
 //! | `tags` | `["http", "scan"]` | |
 //! | `decision` | none | a suggestion only; `rule_actions` decides |
 
+use sec_audit_plugin_sdk::params::{Count, OptionalDecision, Seconds, Severity, StringList};
+use sec_audit_plugin_sdk::serde::Deserialize;
 use sec_audit_plugin_sdk::serde_json::{Map, Value};
 use sec_audit_plugin_sdk::{
     export_rules, ConfigError, Context, Decision, Event, PluginConfig, PluginMatch, PluginRule,
@@ -35,20 +37,43 @@ pub struct RepeatedNotFound {
     event_types: Vec<String>,
 }
 
+/// `[rules.config]`, as the table above describes it.
+#[derive(Deserialize)]
+#[serde(crate = "sec_audit_plugin_sdk::serde", deny_unknown_fields, default)]
+struct Params {
+    threshold: Count<1>,
+    window_seconds: Seconds,
+    severity: Severity,
+    message: String,
+    tags: StringList,
+    decision: OptionalDecision,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            threshold: Count(10),
+            window_seconds: Seconds(60),
+            severity: Severity(5),
+            message: "Repeated 404 responses from one source IP".into(),
+            tags: StringList::of(&["http", "scan"]),
+            decision: OptionalDecision(None),
+        }
+    }
+}
+
 impl RepeatedNotFound {
     pub fn from_config(config: &PluginConfig) -> Result<Self, ConfigError> {
-        let p = config.params(NAME);
-        let rule = RepeatedNotFound {
-            threshold: p.integer("threshold", 10, 1)? as i64,
-            window_seconds: p.seconds("window_seconds", 60)?,
-            severity: p.severity(5)?,
-            message: p.string("message", "Repeated 404 responses from one source IP")?,
-            tags: p.tags(&["http", "scan"])?,
-            decision: p.decision(None)?,
+        let p: Params = config.deserialize(NAME)?;
+        Ok(RepeatedNotFound {
+            threshold: p.threshold.as_i64(),
+            window_seconds: p.window_seconds.0,
+            severity: p.severity.0,
+            message: p.message,
+            tags: p.tags.0,
+            decision: p.decision.0,
             event_types: vec!["http.response.client_error".to_string()],
-        };
-        p.finish()?;
-        Ok(rule)
+        })
     }
 }
 

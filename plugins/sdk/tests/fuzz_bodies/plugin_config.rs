@@ -6,20 +6,28 @@
 //! The input is what a plugin library receives from the host for a rule's
 //! `[rules.config]` table: JSON text, decoded the way the SDK's shim decodes
 //! it (empty text is an empty table; anything but an object is refused).
-//! The table is read the way the example plugins read theirs, then every key
-//! with every `Params` accessor, checking each accessor's promise (a
-//! `positive` number is > 0, an `integer` is at least its minimum, `seconds`
-//! are 1 s to ten years, a `severity` is 1-10) and that every error names
-//! the rule (and the key, for a bad value). `finish` passes once every key
-//! was read and names an unread key otherwise. Finally the table crosses the
-//! boundary types (`map_to_ffi` / `map_from_ffi`, as metadata does) and must
-//! come back equal.
+//! The table is deserialized the way the example plugins deserialize theirs
+//! (`PluginConfig::deserialize` into a `deny_unknown_fields` struct of
+//! `params` types), then every key into every `params` type, checking each
+//! type's promise (a `Number` is finite and >= 0, a `Count<MIN>` is at least
+//! `MIN` and fits an `i64`, `Seconds` are 1 s to ten years, a `Severity` is
+//! 1-10) and that every error names the rule (and the key, for a bad value).
+//! A struct with no fields names an unknown key of any non-empty table.
+//! Finally the table crosses the boundary types (`map_to_ffi` /
+//! `map_from_ffi`, as metadata does) and must come back equal.
 
+use std::collections::BTreeMap;
+
+use sec_audit_plugin_sdk::params::{
+    Count, Number, OptionalDecision, Seconds, Severity, StringList,
+};
+use sec_audit_plugin_sdk::serde::de::DeserializeOwned;
+use sec_audit_plugin_sdk::serde::Deserialize;
 use sec_audit_plugin_sdk::serde_json::{self, Map, Value};
-use sec_audit_plugin_sdk::{map_from_ffi, map_to_ffi, number, ConfigError, Params, PluginConfig};
+use sec_audit_plugin_sdk::{map_from_ffi, map_to_ffi, number, ConfigError, PluginConfig};
 
 const RULE: &str = "fuzz_rule";
-/// Ten years, the bound of `Params::seconds`.
+/// Ten years, the bound of `Seconds`.
 const TEN_YEARS: u64 = 10 * 365 * 86_400;
 
 fn assert_names_rule(e: &ConfigError, key: Option<&str>) {
@@ -32,52 +40,97 @@ fn assert_names_rule(e: &ConfigError, key: Option<&str>) {
     }
 }
 
-/// Reads `key` with every accessor and checks what each returns.
-fn every_accessor(p: &Params<'_>, table: &Map<String, Value>, key: &str) {
-    let raw = table.get(key);
-    let num = raw.and_then(number);
-    let check = |r: Result<(), ConfigError>| {
-        if let Err(e) = r {
-            assert_names_rule(&e, Some(key));
+/// The union of the example plugins' configurations.
+#[derive(Deserialize)]
+#[serde(crate = "sec_audit_plugin_sdk::serde", deny_unknown_fields, default)]
+struct Examples {
+    threshold: Count<1>,
+    distinct_usernames: Count<2>,
+    max_events: Count<1>,
+    window_seconds: Seconds,
+    severity: Severity,
+    message: String,
+    tags: StringList,
+    decision: OptionalDecision,
+    event_types: Option<StringList>,
+    enabled: bool,
+    amount: Number,
+}
+
+impl Default for Examples {
+    fn default() -> Self {
+        Examples {
+            threshold: Count(10),
+            distinct_usernames: Count(10),
+            max_events: Count(100),
+            window_seconds: Seconds(60),
+            severity: Severity(5),
+            message: "a message".into(),
+            tags: StringList::of(&["http", "scan"]),
+            decision: OptionalDecision(None),
+            event_types: None,
+            enabled: true,
+            amount: Number(1.0),
         }
-    };
-    check(p.non_negative(key, 0.0).map(|n| {
-        assert!(n.is_finite() && n >= 0.0, "{key}: {n}");
-        match raw {
-            None => assert_eq!(n, 0.0),
-            Some(_) => assert_eq!(num, Some(n), "{key}"),
-        }
-    }));
-    check(
-        p.positive(key, 1.0)
-            .map(|n| assert!(n.is_finite() && n > 0.0, "{key}: {n}")),
-    );
-    for min in [0, 1, 5] {
-        check(p.integer(key, 7, min).map(|n| {
-            assert!(n >= min, "{key}: {n} < {min}");
-            assert!(i64::try_from(n).is_ok(), "{key}: {n} does not fit an i64");
-            if raw.is_none() {
-                assert_eq!(n, 7);
-            }
-        }));
     }
-    check(
-        p.seconds(key, 60)
-            .map(|s| assert!((1..=TEN_YEARS).contains(&s), "{key}: {s}")),
-    );
-    check(p.bool(key, false).map(|b| {
-        if let Some(v) = raw {
-            assert_eq!(v, &Value::Bool(b));
+}
+
+/// A configuration that takes no key at all.
+#[derive(Deserialize)]
+#[serde(crate = "sec_audit_plugin_sdk::serde", deny_unknown_fields)]
+struct Nothing {}
+
+/// Deserializes `{key: raw}` as `T` and checks `promise` on the value, or
+/// that the error names the rule and the key.
+fn one<T: DeserializeOwned>(key: &str, raw: &Value, promise: impl FnOnce(T)) {
+    let mut m = Map::new();
+    m.insert(key.to_string(), raw.clone());
+    match PluginConfig::new(m, None).deserialize::<BTreeMap<String, T>>(RULE) {
+        Ok(values) => {
+            if let Some(v) = values.into_values().next() {
+                promise(v);
+            }
         }
-    }));
-    check(p.string(key, "default").map(|s| {
-        if let Some(v) = raw {
-            assert_eq!(v.as_str(), Some(s.as_str()));
+        Err(e) => assert_names_rule(&e, Some(key)),
+    }
+}
+
+/// `key` of `table` as every field type, checking what each returns.
+fn every_type(table: &Map<String, Value>, key: &str) {
+    let Some(raw) = table.get(key) else {
+        return;
+    };
+    let num = number(raw);
+    one::<Number>(key, raw, |n| {
+        assert!(n.0.is_finite() && n.0 >= 0.0, "{key}: {n:?}");
+        assert_eq!(num, Some(n.0), "{key}");
+    });
+    one::<Count<0>>(key, raw, |n| {
+        assert!(i64::try_from(n.0).is_ok(), "{key}: {n:?}")
+    });
+    one::<Count<1>>(key, raw, |n| assert!(n.0 >= 1, "{key}: {n:?}"));
+    one::<Count<5>>(key, raw, |n| {
+        assert!(n.0 >= 5, "{key}: {n:?}");
+        assert_eq!(n.as_i64() as u64, n.0);
+    });
+    one::<Seconds>(key, raw, |s| {
+        assert!((1..=TEN_YEARS).contains(&s.0), "{key}: {s:?}")
+    });
+    one::<Severity>(key, raw, |s| {
+        assert!((1..=10).contains(&s.0), "{key}: {s:?}")
+    });
+    one::<bool>(key, raw, |b| assert_eq!(raw, &Value::Bool(b)));
+    one::<String>(key, raw, |s| assert_eq!(raw.as_str(), Some(s.as_str())));
+    one::<StringList>(key, raw, |l| match raw {
+        Value::String(s) => assert_eq!(l.0, std::slice::from_ref(s)),
+        Value::Array(items) => assert_eq!(l.0.len(), items.len()),
+        other => panic!("{key}: {other} read as a list"),
+    });
+    one::<OptionalDecision>(key, raw, |d| {
+        if d.0.is_none() {
+            assert!(matches!(raw.as_str(), Some("" | "none")), "{key}: {raw}");
         }
-    }));
-    check(p.string_list(key).map(|l| {
-        assert_eq!(l.is_some(), raw.is_some());
-    }));
+    });
 }
 
 /// The fuzz target's body.
@@ -99,44 +152,28 @@ pub fn run(data: &[u8]) {
         assert!(config.wants(selected.as_deref().unwrap_or("anything")));
 
         // The way the example plugins read their configuration.
-        let p = config.params(RULE);
-        let read = (|| {
-            let threshold = p.integer("threshold", 10, 1)?;
-            assert!(threshold >= 1);
-            let distinct = p.integer("distinct_usernames", 10, 2)?;
-            let max_events = p.integer("max_events", 100, distinct)?;
-            assert!(max_events >= distinct);
-            let window = p.seconds("window_seconds", 60)?;
-            assert!((1..=TEN_YEARS).contains(&window));
-            let severity = p.severity(5)?;
-            assert!((1..=10).contains(&severity));
-            let _message = p.string("message", "a message")?;
-            let tags = p.tags(&["http", "scan"])?;
-            if table.get("tags").is_none() {
-                assert_eq!(tags, ["http", "scan"]);
+        match config.deserialize::<Examples>(RULE) {
+            Ok(p) => {
+                assert!(p.threshold.0 >= 1 && p.distinct_usernames.0 >= 2);
+                assert!((1..=TEN_YEARS).contains(&p.window_seconds.0));
+                assert!((1..=10).contains(&p.severity.0));
+                if table.get("tags").is_none() {
+                    assert_eq!(p.tags.0, ["http", "scan"]);
+                }
+                assert!(p.amount.0 >= 0.0 && p.max_events.0 >= 1);
+                let _ = (p.message, p.decision, p.event_types, p.enabled);
             }
-            let _decision = p.decision(None)?;
-            let _events = p.string_list("event_types")?;
-            let _flag = p.bool("enabled", true)?;
-            let _amount = p.positive("amount", 1.0)?;
-            p.finish()
-        })();
-        if let Err(e) = read {
-            assert_names_rule(&e, None);
+            Err(e) => assert_names_rule(&e, None),
         }
 
-        // Every key, every accessor; then `finish` has nothing left over.
-        let p = config.params(RULE);
+        // Every key, every type.
         for key in table.keys() {
-            every_accessor(&p, &table, key);
-        }
-        if let Err(e) = p.finish() {
-            panic!("every key was read, yet finish failed: {e}");
+            every_type(&table, key);
         }
 
-        // Reading nothing leaves every key unknown.
-        match config.params(RULE).finish() {
-            Ok(()) => assert!(table.is_empty(), "finish accepted unread keys"),
+        // Taking nothing leaves every key unknown.
+        match config.deserialize::<Nothing>(RULE) {
+            Ok(Nothing {}) => assert!(table.is_empty(), "a struct without fields took keys"),
             Err(e) => {
                 assert_names_rule(&e, None);
                 assert!(

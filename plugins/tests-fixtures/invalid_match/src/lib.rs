@@ -48,10 +48,16 @@ impl PluginRule for Invalid {
     }
 }
 
+/// `[rules.config]`.
+#[derive(Default, sec_audit_plugin_sdk::serde::Deserialize)]
+#[serde(crate = "sec_audit_plugin_sdk::serde", deny_unknown_fields, default)]
+struct Params {
+    export_empty_name: bool,
+}
+
 fn make_rules(config: &PluginConfig) -> Result<Vec<Box<dyn PluginRule>>, ConfigError> {
-    let p = config.params("invalid_match");
-    let export_empty_name = p.bool("export_empty_name", false)?;
-    p.finish()?;
+    let p: Params = config.deserialize("invalid_match")?;
+    let export_empty_name = p.export_empty_name;
     let mut rules: Vec<Box<dyn PluginRule>> = Vec::new();
     for (name, kind) in [
         ("severity_zero", Kind::SeverityZero),

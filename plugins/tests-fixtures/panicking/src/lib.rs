@@ -2,6 +2,7 @@
 //! the host isolates it. With `panic_in_factory = true` the factory itself
 //! panics.
 
+use sec_audit_plugin_sdk::params::StringList;
 use sec_audit_plugin_sdk::serde_json::{Map, Value};
 use sec_audit_plugin_sdk::{
     export_rules, ConfigError, Context, Event, PluginConfig, PluginMatch, PluginRule, RuleError,
@@ -37,13 +38,20 @@ impl PluginRule for Panicking {
     }
 }
 
+/// `[rules.config]`.
+#[derive(Default, sec_audit_plugin_sdk::serde::Deserialize)]
+#[serde(crate = "sec_audit_plugin_sdk::serde", deny_unknown_fields, default)]
+struct Params {
+    panic_in_factory: bool,
+    event_types: StringList,
+}
+
 fn make_rules(config: &PluginConfig) -> Result<Vec<Box<dyn PluginRule>>, ConfigError> {
-    let p = config.params("panicking");
-    if p.bool("panic_in_factory", false)? {
+    let p: Params = config.deserialize("panicking")?;
+    if p.panic_in_factory {
         panic!("deliberate panic in the factory");
     }
-    let event_types = p.string_list("event_types")?.unwrap_or_default();
-    p.finish()?;
+    let event_types = p.event_types.0;
     Ok(vec![Box::new(Panicking { event_types })])
 }
 

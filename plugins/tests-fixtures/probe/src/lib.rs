@@ -6,6 +6,7 @@
 //! With `read_undeclared = true` it reads a history scope it did not
 //! declare and returns the error.
 
+use sec_audit_plugin_sdk::params::StringList;
 use sec_audit_plugin_sdk::serde_json::{json, Map, Value};
 use sec_audit_plugin_sdk::{
     export_rules, ConfigError, Context, Event, HistoryContext, HistoryQuery, PluginConfig,
@@ -114,11 +115,17 @@ impl PluginRule for Probe {
     }
 }
 
+/// `[rules.config]`.
+#[derive(Default, sec_audit_plugin_sdk::serde::Deserialize)]
+#[serde(crate = "sec_audit_plugin_sdk::serde", deny_unknown_fields, default)]
+struct Params {
+    keys: StringList,
+    read_undeclared: bool,
+}
+
 fn make_rules(config: &PluginConfig) -> Result<Vec<Box<dyn PluginRule>>, ConfigError> {
-    let p = config.params("probe");
-    let keys = p.string_list("keys")?.unwrap_or_default();
-    let read_undeclared = p.bool("read_undeclared", false)?;
-    p.finish()?;
+    let p: Params = config.deserialize("probe")?;
+    let (keys, read_undeclared) = (p.keys.0, p.read_undeclared);
     Ok(vec![Box::new(Probe {
         keys,
         read_undeclared,
