@@ -37,38 +37,21 @@ fn re(pattern: &str) -> Regex {
 
 // --- the configuration schema ---------------------------------------------
 
-/// The body of `const NAME: [&str; N] = [ … ];` in `text`.
-fn const_list(text: &str, name: &str) -> Vec<String> {
-    let start = text
-        .find(&format!("const {name}: [&str;"))
-        .unwrap_or_else(|| panic!("no `const {name}` list"));
-    let body = &text[start..];
-    let body = &body[body.find('=').unwrap_or(0)..body.find("];").unwrap_or(body.len())];
-    re(r#""([a-z0-9_]+)""#)
-        .captures_iter(body)
-        .map(|c| c[1].to_string())
-        .collect()
-}
-
-/// The text of `fn NAME(` up to the next top-level `fn `.
-fn fn_body<'a>(text: &'a str, name: &str) -> &'a str {
-    let start = text
-        .find(&format!("fn {name}("))
-        .unwrap_or_else(|| panic!("no `fn {name}`"));
-    let rest = &text[start + 3..];
-    let end = ["\nfn ", "\nimpl ", "\npub fn "]
-        .iter()
-        .filter_map(|m| rest.find(m))
-        .min()
-        .unwrap_or(rest.len());
-    &rest[..end]
+/// The error itself, without the location a file adds.
+fn bare(e: &ConfigError) -> &ConfigError {
+    match e {
+        ConfigError::At { error, .. } => bare(error),
+        e => e,
+    }
 }
 
 /// Whether the loaders accept `key` (in the naming of configuration.md):
 /// `enabled`, `rules[].plugin`, `rule_actions.<rule>.ttl`, `serve.listen`…
 /// A wrong value is fine; only an unknown-key error means no.
 fn schema_accepts(key: &str) -> bool {
-    let unknown = |r: Result<Config, ConfigError>, name: &str| !matches!(r, Err(ConfigError::UnknownKey(k)) if k == name);
+    let unknown = |r: Result<Config, ConfigError>, name: &str| {
+        !matches!(r.as_ref().map_err(bare), Err(ConfigError::UnknownKey(k)) if k == name)
+    };
     if key == "rule_actions.<rule>" {
         return Config::from_toml_str("[rule_actions]\nr = \"alert\"").is_ok();
     }
@@ -91,9 +74,17 @@ fn schema_accepts(key: &str) -> bool {
         let config =
             Config::from_toml_str(&format!("[serve]\n{k} = 0")).expect("[serve] is kept raw");
         return !matches!(
-            sec_audit_serve::ServeConfig::from_config(&config),
+            sec_audit_serve::ServeConfig::from_config(&config).as_ref().map_err(bare),
             Err(ConfigError::UnknownKey(name)) if name == key
         );
+    }
+    for table in ["safelist", "escalation"] {
+        if let Some(k) = key.strip_prefix(&format!("{table}.")) {
+            return unknown(
+                Config::from_toml_str(&format!("[{table}]\n{k} = 0")),
+                key,
+            );
+        }
     }
     if key.contains(['.', '[', '<']) {
         return false;
@@ -101,30 +92,21 @@ fn schema_accepts(key: &str) -> bool {
     unknown(Config::from_toml_str(&format!("{key} = 0")), key)
 }
 
-/// Every configuration key the loaders know, in configuration.md's naming.
-/// Read from the loaders' key lists (each checked with `schema_accepts`,
-/// so a list read wrongly fails here rather than passing quietly).
+/// Every configuration key of the schema, in configuration.md's naming,
+/// read from the serde types themselves (`sec_audit_enforce::config::
+/// schema_keys`, `ServeConfig::keys`); each is checked with
+/// `schema_accepts`, so a name built wrongly fails here rather than
+/// passing quietly.
 fn schema_keys() -> BTreeSet<String> {
-    let enforce = read(&root().join("sec-audit-enforce/src/config.rs"));
-    let serve = read(&root().join("sec-audit-serve/src/config.rs"));
-    let mut keys: BTreeSet<String> = const_list(&enforce, "KEYS").into_iter().collect();
-    let entry = fn_body(&enforce, "parse_rule_entry");
-    for c in re(r#"(?:\(|get\()\s*"([a-z0-9_]+)""#).captures_iter(entry) {
-        keys.insert(format!("rules[].{}", &c[1]));
-    }
-    for c in re(r#""([a-z0-9_]+)"\s*=>"#).captures_iter(fn_body(&enforce, "parse_action")) {
-        keys.insert(format!("rule_actions.<rule>.{}", &c[1]));
-    }
-    keys.insert("rule_actions.<rule>".into());
-    keys.insert("block_rules.<rule>".into());
-    for k in const_list(&serve, "KEYS") {
+    let mut keys: BTreeSet<String> = sec_audit_enforce::config::schema_keys().into_iter().collect();
+    for k in sec_audit_serve::ServeConfig::keys() {
         keys.insert(format!("serve.{k}"));
     }
-    assert!(keys.len() > 40, "the key lists were not found: {keys:?}");
+    assert!(keys.len() > 40, "the schema's keys were not found: {keys:?}");
     for k in &keys {
         assert!(
             schema_accepts(k),
-            "`{k}` was read from a loader's list but the loader refuses it"
+            "`{k}` is a key of the schema but the loader refuses it"
         );
     }
     keys

@@ -327,6 +327,31 @@ struct PluginFile {
     config: toml::Table,
 }
 
+/// Every key of the configuration schema except the `[serve]` table's
+/// (`sec_audit_serve::ServeConfig::keys`) and the built-ins' parameters
+/// (documented per rule), in the naming of `docs/configuration.md`:
+/// `enabled`, `rules[].plugin`, `rule_actions.<rule>.ttl`,
+/// `safelist.ips`, … Read from the serde types themselves.
+pub fn schema_keys() -> Vec<String> {
+    use sec_audit_rules::config::struct_fields;
+    let mut keys: Vec<String> = struct_fields::<Config>()
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    keys.push("rules[].builtin".into());
+    keys.extend(struct_fields::<PluginFile>().iter().map(|k| format!("rules[].{k}")));
+    keys.push("rule_actions.<rule>".into());
+    keys.extend(
+        sec_audit_rules::policy::ActionSpec::table_keys()
+            .iter()
+            .map(|k| format!("rule_actions.<rule>.{k}")),
+    );
+    keys.push("block_rules.<rule>".into());
+    keys.extend(struct_fields::<SafelistConfig>().iter().map(|k| format!("safelist.{k}")));
+    keys.extend(struct_fields::<EscalationConfig>().iter().map(|k| format!("escalation.{k}")));
+    keys
+}
+
 impl<'de> Deserialize<'de> for RuleEntry {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         // Read whole: whether the keys are parameters of a built-in or the

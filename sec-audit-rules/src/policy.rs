@@ -121,6 +121,11 @@ impl<'de> Deserialize<'de> for ActionSpec {
 }
 
 impl ActionSpec {
+    /// The keys a `rule_actions.<rule>` table accepts.
+    pub fn table_keys() -> &'static [&'static str] {
+        crate::config::struct_fields::<ActionTable>()
+    }
+
     pub fn action(kind: ActionKind) -> Self {
         ActionSpec {
             action: Some(kind),

@@ -151,6 +151,11 @@ impl<'de> Deserialize<'de> for DecideStatusName {
 }
 
 impl ServeConfig {
+    /// The keys of the `[serve]` table, read from its serde type.
+    pub fn keys() -> &'static [&'static str] {
+        sec_audit_rules::config::struct_fields::<ServeFile>()
+    }
+
     /// The `[serve]` table of `config` (defaults when it has none). Errors
     /// name the key as `serve.<key>` and where it was written.
     pub fn from_config(config: &Config) -> Result<ServeConfig, ConfigError> {
