@@ -72,6 +72,25 @@ pub struct PluginEntry {
     pub config: RuleConfig,
 }
 
+/// `[safelist]`: subjects that are never denied at ingress and never get a
+/// block (bare addresses are /32 or /128).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SafelistConfig {
+    pub ips: Vec<ipnet::IpNet>,
+    pub users: Vec<String>,
+    pub sessions: Vec<String>,
+}
+
+/// `[escalation]`: repeated temporary blocks of one scope get longer
+/// (seconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationConfig {
+    pub factor: f64,
+    pub max_ttl: u64,
+    pub window: u64,
+    pub permanent_after: Option<u32>,
+}
+
 /// The whole configuration. Field names and defaults are the keys of
 /// enforcement.md; `connect_timeout_ms` and `command_timeout_ms` are this
 /// project's additions (bounded store timeouts).
@@ -118,6 +137,10 @@ pub struct Config {
     /// `sec-audit-serve` crate parses and validates it, naming its keys as
     /// `serve.<key>`). `None` when the file has none.
     pub serve: Option<toml::Table>,
+    /// `[safelist]` (default: empty).
+    pub safelist: SafelistConfig,
+    /// `[escalation]` (default: none, every temporary block has its TTL).
+    pub escalation: Option<EscalationConfig>,
 }
 
 impl Default for Config {
@@ -152,11 +175,13 @@ impl Default for Config {
             redis_ca_file: None,
             base_dir: PathBuf::from("."),
             serve: None,
+            safelist: SafelistConfig::default(),
+            escalation: None,
         }
     }
 }
 
-const KEYS: [&str; 28] = [
+const KEYS: [&str; 30] = [
     "enabled",
     "redis_url",
     "require_redis",
@@ -185,6 +210,8 @@ const KEYS: [&str; 28] = [
     "failure_backoff_ms",
     "redis_ca_file",
     "serve",
+    "safelist",
+    "escalation",
 ];
 
 /// The connection keys and their accepted ranges (inclusive): timeouts in
@@ -376,6 +403,87 @@ fn parse_action(name: &str, v: &Value) -> Result<ActionSpec, ConfigError> {
     }
 }
 
+fn parse_safelist(v: &Value) -> Result<SafelistConfig, ConfigError> {
+    let Value::Table(t) = v else {
+        return Err(ConfigError::wrong("safelist", "a table ([safelist])"));
+    };
+    let mut out = SafelistConfig::default();
+    for (k, v) in t {
+        let key = format!("safelist.{k}");
+        match k.as_str() {
+            "ips" => {
+                for s in string_list(v, &key)? {
+                    let text = s.trim();
+                    let net = match text.parse::<ipnet::IpNet>() {
+                        Ok(n) => n,
+                        Err(_) => text
+                            .parse::<std::net::IpAddr>()
+                            .map(ipnet::IpNet::from)
+                            .map_err(|_| {
+                                ConfigError::invalid(
+                                    &key,
+                                    format!("`{s}` is not an IP address or CIDR"),
+                                )
+                            })?,
+                    };
+                    out.ips.push(net);
+                }
+            }
+            "users" => out.users = string_list(v, &key)?,
+            "sessions" => out.sessions = string_list(v, &key)?,
+            _ => return Err(ConfigError::UnknownKey(key)),
+        }
+    }
+    Ok(out)
+}
+
+fn parse_escalation(v: &Value) -> Result<EscalationConfig, ConfigError> {
+    let Value::Table(t) = v else {
+        return Err(ConfigError::wrong("escalation", "a table ([escalation])"));
+    };
+    if let Some(k) = t
+        .keys()
+        .find(|k| !["factor", "max_ttl", "window", "permanent_after"].contains(&k.as_str()))
+    {
+        return Err(ConfigError::UnknownKey(format!("escalation.{k}")));
+    }
+    let seconds = |k: &str| -> Result<u64, ConfigError> {
+        let key = format!("escalation.{k}");
+        match t.get(k) {
+            None => Err(ConfigError::invalid(key, "is required")),
+            Some(Value::Integer(i)) => positive(&key, *i),
+            Some(_) => Err(ConfigError::wrong(key, "an integer number of seconds")),
+        }
+    };
+    let factor = match t.get("factor") {
+        None => return Err(ConfigError::invalid("escalation.factor", "is required")),
+        Some(Value::Float(f)) => *f,
+        Some(Value::Integer(i)) => *i as f64,
+        Some(_) => return Err(ConfigError::wrong("escalation.factor", "a number")),
+    };
+    let permanent_after = match t.get("permanent_after") {
+        None => None,
+        Some(Value::Integer(i)) => Some(u32::try_from(*i).map_err(|_| {
+            ConfigError::invalid(
+                "escalation.permanent_after",
+                format!("must be 2-{} (got {i})", u32::MAX),
+            )
+        })?),
+        Some(_) => {
+            return Err(ConfigError::wrong(
+                "escalation.permanent_after",
+                "an integer (an offense count)",
+            ))
+        }
+    };
+    Ok(EscalationConfig {
+        factor,
+        max_ttl: seconds("max_ttl")?,
+        window: seconds("window")?,
+        permanent_after,
+    })
+}
+
 fn parse_rule_entry(i: usize, v: &Value) -> Result<RuleEntry, ConfigError> {
     let key = format!("rules[{i}]");
     let Value::Table(t) = v else {
@@ -520,6 +628,12 @@ impl Config {
             ..d
         };
         parse_connection_keys(t, &mut c)?;
+        if let Some(v) = t.get("safelist") {
+            c.safelist = parse_safelist(v)?;
+        }
+        if let Some(v) = t.get("escalation") {
+            c.escalation = Some(parse_escalation(v)?);
+        }
         if let Some(rules) = t.get("rules") {
             let Value::Array(items) = rules else {
                 return Err(ConfigError::wrong(
@@ -799,6 +913,47 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`redis_pool_size`"));
+    }
+
+    #[test]
+    fn safelist_and_escalation_tables_parse() {
+        let c = Config::from_toml_str(
+            "[safelist]\nips = [\"192.0.2.214\", \"10.0.0.0/8\", \"2001:db8::/32\", \"::1\"]\nusers = [\"ops\"]\nsessions = [\"s1\"]\n[escalation]\nfactor = 2\nmax_ttl = 86400\nwindow = 3600\npermanent_after = 5",
+        )
+        .unwrap();
+        let ips: Vec<String> = c.safelist.ips.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            ips,
+            ["192.0.2.214/32", "10.0.0.0/8", "2001:db8::/32", "::1/128"]
+        );
+        assert_eq!(c.safelist.users, ["ops"]);
+        assert_eq!(c.safelist.sessions, ["s1"]);
+        assert_eq!(
+            c.escalation,
+            Some(EscalationConfig {
+                factor: 2.0,
+                max_ttl: 86_400,
+                window: 3_600,
+                permanent_after: Some(5),
+            })
+        );
+        let d = Config::from_toml_str("").unwrap();
+        assert_eq!(d.safelist, SafelistConfig::default());
+        assert_eq!(d.escalation, None);
+        for (text, key) in [
+            ("[safelist]\nips = [\"300.1.1.1\"]", "`safelist.ips`"),
+            ("[safelist]\nips = \"10.0.0.1\"", "`safelist.ips`"),
+            ("[safelist]\nip = []", "`safelist.ip`"),
+            ("safelist = 1", "`safelist`"),
+            ("[escalation]\nmax_ttl = 10\nwindow = 10", "`escalation.factor`"),
+            ("[escalation]\nfactor = 2\nwindow = 10", "`escalation.max_ttl`"),
+            ("[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 0", "`escalation.window`"),
+            ("[escalation]\nfactor = \"2\"\nmax_ttl = 10\nwindow = 1", "`escalation.factor`"),
+            ("[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 1\npermanent_after = -1", "`escalation.permanent_after`"),
+            ("[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 1\nbantime = 1", "`escalation.bantime`"),
+        ] {
+            assert!(err(text).contains(key), "{text}: {}", err(text));
+        }
     }
 
     #[test]
