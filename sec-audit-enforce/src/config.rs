@@ -703,6 +703,10 @@ impl Config {
             return Err(ConfigError::invalid("key_prefix", "must not be empty"));
         }
         self.validate_connection_keys()?;
+        crate::safelist::validate(&self.safelist)?;
+        if let Some(e) = &self.escalation {
+            crate::escalation::validate(e)?;
+        }
         if self.permanent_cache_ttl == 0 || self.default_temp_ttl == 0 {
             return Err(ConfigError::invalid(
                 "default_temp_ttl",
@@ -945,12 +949,30 @@ mod tests {
             ("[safelist]\nips = \"10.0.0.1\"", "`safelist.ips`"),
             ("[safelist]\nip = []", "`safelist.ip`"),
             ("safelist = 1", "`safelist`"),
-            ("[escalation]\nmax_ttl = 10\nwindow = 10", "`escalation.factor`"),
-            ("[escalation]\nfactor = 2\nwindow = 10", "`escalation.max_ttl`"),
-            ("[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 0", "`escalation.window`"),
-            ("[escalation]\nfactor = \"2\"\nmax_ttl = 10\nwindow = 1", "`escalation.factor`"),
-            ("[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 1\npermanent_after = -1", "`escalation.permanent_after`"),
-            ("[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 1\nbantime = 1", "`escalation.bantime`"),
+            (
+                "[escalation]\nmax_ttl = 10\nwindow = 10",
+                "`escalation.factor`",
+            ),
+            (
+                "[escalation]\nfactor = 2\nwindow = 10",
+                "`escalation.max_ttl`",
+            ),
+            (
+                "[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 0",
+                "`escalation.window`",
+            ),
+            (
+                "[escalation]\nfactor = \"2\"\nmax_ttl = 10\nwindow = 1",
+                "`escalation.factor`",
+            ),
+            (
+                "[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 1\npermanent_after = -1",
+                "`escalation.permanent_after`",
+            ),
+            (
+                "[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 1\nbantime = 1",
+                "`escalation.bantime`",
+            ),
         ] {
             assert!(err(text).contains(key), "{text}: {}", err(text));
         }
