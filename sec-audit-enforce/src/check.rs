@@ -116,10 +116,10 @@ pub fn check(config: &Config) -> Vec<Finding> {
                 format!("rule_actions.{name} makes a permanent block on ip: everyone behind a shared NAT or carrier address is locked out"),
             ));
         }
-        let temp = matches!(
-            spec.action,
-            None | Some(ActionKind::TempBlock | ActionKind::Block)
-        );
+        let kind = spec
+            .action
+            .or_else(|| sec_audit_rules::policy::builtin_default(name).and_then(|d| d.action));
+        let temp = matches!(kind, Some(ActionKind::TempBlock | ActionKind::Block));
         if let Some(n) = config.escalation.as_ref().and_then(|e| e.permanent_after) {
             if scopes_ip && temp && !permanent {
                 out.push(warn(
