@@ -544,26 +544,23 @@ impl Runtime {
         }
         // A safelisted scope is never a candidate: no block on it (an
         // older one included) denies. The others still do.
+        let mut ip_key = resolved.map_or("", |_| ip.as_str());
+        let mut user = request.user_id.as_deref().unwrap_or("");
+        let mut session = request.session_id.as_deref().unwrap_or("");
         let sl = &*self.safelist;
-        let ip_key = match resolved {
-            Some(addr) if !sl.contains_ip(addr) => ip.as_str(),
-            _ => "",
-        };
-        let user = request.user_id.as_deref().unwrap_or("");
-        let session = request.session_id.as_deref().unwrap_or("");
+        if !sl.is_empty() {
+            if resolved.is_some_and(|addr| sl.contains_ip(addr)) {
+                ip_key = "";
+            }
+            if sl.contains_user(user.trim()) {
+                user = "";
+            }
+            if sl.contains_session(session.trim()) {
+                session = "";
+            }
+        }
         self.engine.scopes().fill_block_candidates(
-            &[
-                ("ip", ip_key),
-                ("user", if sl.contains_user(user) { "" } else { user }),
-                (
-                    "session",
-                    if sl.contains_session(session) {
-                        ""
-                    } else {
-                        session
-                    },
-                ),
-            ],
+            &[("ip", ip_key), ("user", user), ("session", session)],
             candidates,
         );
         resolved.is_some()

@@ -13,7 +13,7 @@
 //! disjoint ranges per family and searched by bisection, so a request costs
 //! O(log n) whatever the list's length.
 
-use std::collections::HashSet;
+use std::cmp::Ordering;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -22,16 +22,26 @@ use sec_audit_rules::ScopeKey;
 use crate::config::{ConfigError, SafelistConfig};
 
 /// A compiled safelist. Cheap to query; build it once.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Safelist {
     /// Sorted, disjoint, non-adjacent inclusive ranges (IPv4 addresses as
     /// their 32-bit value).
     v4: Vec<(u128, u128)>,
     v6: Vec<(u128, u128)>,
-    users: HashSet<String>,
-    sessions: HashSet<String>,
+    /// Sorted by length, then bytes ([`by_len`]): a lookup compares
+    /// lengths first, so it rarely reads a string, and never hashes one.
+    users: Vec<Box<str>>,
+    sessions: Vec<Box<str>>,
     /// The entries as configured (canonical networks), for messages.
     nets: Vec<IpNet>,
+    /// Nothing at all is listed (the common case: one branch per request).
+    empty: bool,
+}
+
+impl Default for Safelist {
+    fn default() -> Self {
+        Safelist::new(&SafelistConfig::default())
+    }
 }
 
 /// Checks what the reader cannot: no empty user or session entry (it
@@ -88,6 +98,19 @@ fn merge(mut ranges: Vec<(u128, u128)>) -> Vec<(u128, u128)> {
     out
 }
 
+/// Length first, then bytes: a total order whose comparisons mostly stop
+/// at the lengths.
+fn by_len(a: &str, b: &str) -> Ordering {
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+}
+
+/// Whether `x` is in `sorted` (sorted by [`by_len`]).
+fn listed(sorted: &[Box<str>], x: &str) -> bool {
+    !sorted.is_empty() && sorted.binary_search_by(|e| by_len(e, x)).is_ok()
+}
+
 /// Whether `x` falls in one of the sorted disjoint `ranges`.
 fn within(ranges: &[(u128, u128)], x: u128) -> bool {
     // The last range starting at or before x.
@@ -109,27 +132,31 @@ impl Safelist {
                 IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
             }
         }
-        let set = |list: &[String]| -> HashSet<String> {
-            list.iter()
-                .map(|v| v.trim().to_string())
+        let set = |list: &[String]| -> Vec<Box<str>> {
+            let mut v: Vec<Box<str>> = list
+                .iter()
+                .map(|v| v.trim())
                 .filter(|v| !v.is_empty())
-                .collect()
+                .map(Box::from)
+                .collect();
+            v.sort_unstable_by(|a, b| by_len(a, b));
+            v.dedup();
+            v
         };
+        let (users, sessions) = (set(&config.users), set(&config.sessions));
         Safelist {
+            empty: nets.is_empty() && users.is_empty() && sessions.is_empty(),
             v4: merge(v4),
             v6: merge(v6),
-            users: set(&config.users),
-            sessions: set(&config.sessions),
+            users,
+            sessions,
             nets,
         }
     }
 
     /// Nothing is safelisted.
     pub fn is_empty(&self) -> bool {
-        self.v4.is_empty()
-            && self.v6.is_empty()
-            && self.users.is_empty()
-            && self.sessions.is_empty()
+        self.empty
     }
 
     /// Whether the address (canonically) is in a safelisted network.
@@ -140,14 +167,15 @@ impl Safelist {
         }
     }
 
-    /// Whether the user id (trimmed) is safelisted.
+    /// Whether the user id is safelisted (exactly; entries are trimmed,
+    /// and so is every scope value).
     pub fn contains_user(&self, user: &str) -> bool {
-        !self.users.is_empty() && self.users.contains(user.trim())
+        listed(&self.users, user)
     }
 
-    /// Whether the session id (trimmed) is safelisted.
+    /// Whether the session id is safelisted (exactly, as users).
     pub fn contains_session(&self, session: &str) -> bool {
-        !self.sessions.is_empty() && self.sessions.contains(session.trim())
+        listed(&self.sessions, session)
     }
 
     /// Whether a scope key is safelisted: `ip` (its value an address, as
@@ -156,8 +184,8 @@ impl Safelist {
         match key.scope() {
             "ip" => sec_audit_core::client_ip::parse_ip_token(key.value())
                 .is_some_and(|ip| self.contains_ip(ip)),
-            "user" => self.contains_user(key.value()),
-            "session" => self.contains_session(key.value()),
+            "user" => self.contains_user(key.value().trim()),
+            "session" => self.contains_session(key.value().trim()),
             _ => false,
         }
     }
@@ -173,10 +201,10 @@ impl Safelist {
                     .find(|n| n.contains(&ip))
                     .map(|n| format!("safelist.ips {n}"))
             }
-            "user" if self.contains_user(key.value()) => {
+            "user" if self.contains_user(key.value().trim()) => {
                 Some(format!("safelist.users {}", key.value().trim()))
             }
-            "session" if self.contains_session(key.value()) => {
+            "session" if self.contains_session(key.value().trim()) => {
                 Some(format!("safelist.sessions {}", key.value().trim()))
             }
             _ => None,
@@ -189,11 +217,11 @@ impl Safelist {
     }
     /// The safelisted users.
     pub fn users(&self) -> impl Iterator<Item = &str> {
-        self.users.iter().map(String::as_str)
+        self.users.iter().map(|u| &**u)
     }
     /// The safelisted sessions.
     pub fn sessions(&self) -> impl Iterator<Item = &str> {
-        self.sessions.iter().map(String::as_str)
+        self.sessions.iter().map(|s| &**s)
     }
 }
 
@@ -339,6 +367,21 @@ mod tests {
         assert!(!s.is_empty());
         assert!(Safelist::default().is_empty());
         assert!(!Safelist::default().contains_ip(ip("1.2.3.4")));
+    }
+
+    #[test]
+    fn ids_of_every_length_are_found_exactly() {
+        let ids = [
+            "b", "aa", "a", "ccc", "ab", "a", "zz", "1042", "10420", "ünï",
+        ];
+        let s = list(&[], &ids, &ids);
+        for id in ids {
+            assert!(s.contains_user(id) && s.contains_session(id), "{id}");
+        }
+        for id in ["", "c", "ba", "abc", "104", "1043", "104200", "ün", "A"] {
+            assert!(!s.contains_user(id) && !s.contains_session(id), "{id}");
+        }
+        assert_eq!(s.users().count(), 9, "deduplicated");
     }
 
     #[test]
