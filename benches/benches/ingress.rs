@@ -5,6 +5,8 @@
 //!   with `repeated_route` scoped to a monitored route (`paths =
 //!   ["^/api/export"]`), so no ingress rule applies to the request;
 //!   `clean_1k_blocks` is the same with 1 000 other scopes blocked;
+//!   `clean_safelist_1k` with a safelist of 1 000 networks and 100 users
+//!   and sessions, none the request's;
 //!   `clean_quickstart` uses the quickstart as it is, where the unscoped
 //!   `repeated_route` counts every request (from 4 096 addresses, none
 //!   reaching its threshold).
@@ -66,6 +68,16 @@ fn ingress_memory(c: &mut Criterion) {
     assert_eq!(scoped.ingress_check(&req), IngressDecision::Allow);
     group.bench_function("clean", |b| {
         b.iter(|| std::hint::black_box(scoped.ingress_check(std::hint::black_box(&req))))
+    });
+    // The same with a safelist of 1 000 networks (IPv4 and IPv6) and 100
+    // users and sessions, none of them the request's: the cost of the
+    // safelist on a clean request.
+    let mut listed = scoped_config();
+    listed.safelist = sec_audit_benches::safelist_1k();
+    let listed = memory_runtime(listed);
+    assert_eq!(listed.ingress_check(&req), IngressDecision::Allow);
+    group.bench_function("clean_safelist_1k", |b| {
+        b.iter(|| std::hint::black_box(listed.ingress_check(std::hint::black_box(&req))))
     });
     // The same with 1 000 active blocks in the store (ip, user and session
     // scopes, none of them the request's).

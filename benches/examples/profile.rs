@@ -9,7 +9,8 @@
 //!
 //! Workloads: `egress` (all quickstart built-ins, `Engine::evaluate`),
 //! `handle` (`Runtime::handle_event`), `ingress` (memory store, clean
-//! request), `replay` (the replay pipeline), `plugin` / `native` (the
+//! request; `ingress_safelist` the same with a safelist of 1 000 networks
+//! and 100 users and sessions), `replay` (the replay pipeline), `plugin` / `native` (the
 //! example plugin rule `repeated_not_found`, or its native twin, alone in
 //! an engine).
 
@@ -28,7 +29,7 @@ fn main() {
     let what = args.first().map_or("egress", String::as_str);
     let n: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let passes: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(1);
-    let stream = if what == "ingress" {
+    let stream = if what.starts_with("ingress") {
         Vec::new()
     } else {
         timed_events(42, n)
@@ -63,12 +64,15 @@ fn main() {
                 }
             }
         }
-        "ingress" => {
+        "ingress" | "ingress_safelist" => {
             let text = QUICKSTART_BUILTINS.replace(
                 "builtin = \"repeated_route\"\n",
                 "builtin = \"repeated_route\"\npaths = [\"^/api/export\"]\n",
             );
-            let config = Config::from_toml_str(&text).expect("config");
+            let mut config = Config::from_toml_str(&text).expect("config");
+            if what == "ingress_safelist" {
+                config.safelist = sec_audit_benches::safelist_1k();
+            }
             let rt = Runtime::builder(config)
                 .sink(Sink::Writer(Box::new(std::io::sink())))
                 .build()

@@ -827,6 +827,23 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// A safelist of 1 000 networks (750 IPv4 /24s in `10.0.0.0/14`, 250 IPv6
+/// /48s in `2001:db8::/32`) and 100 users and sessions: none of them the
+/// clean request's (`198.51.100.7`, user `1042`, `sess-5f3a9c21`).
+pub fn safelist_1k() -> sec_audit_enforce::SafelistConfig {
+    let mut ips: Vec<ipnet::IpNet> = (0..750u32)
+        .filter_map(|i| format!("10.{}.{}.0/24", i / 250, i % 250).parse().ok())
+        .collect();
+    ips.extend(
+        (0..250u32).filter_map(|i| format!("2001:db8:{i:x}::/48").parse::<ipnet::IpNet>().ok()),
+    );
+    sec_audit_enforce::SafelistConfig {
+        ips,
+        users: (0..100).map(|i| format!("ops-{i}")).collect(),
+        sessions: (0..100).map(|i| format!("sess-monitor-{i}")).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sec_audit_core::SystemClock;
-use sec_audit_enforce::{check, Config, Finding, Level};
+use sec_audit_enforce::check::check_store;
+use sec_audit_enforce::{check, Config, Finding, Level, Safelist};
 use sec_audit_store::{PostgresBlockStore, PostgresConfig};
 
 use crate::error::{CliError, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
@@ -244,6 +245,33 @@ pub fn preflight(config: &Config) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `W006`: safelisted subjects that have an active block in the configured
+/// Redis/Postgres stores. Memory stores hold nothing between processes:
+/// nothing to look at.
+fn probe_safelist(config: &Config, findings: &mut Vec<Finding>) -> Option<LiveLine> {
+    if config.redis_url.trim().is_empty() || Safelist::new(&config.safelist).is_empty() {
+        return None;
+    }
+    let stores = match sec_audit_enforce::stores::from_config(config, Arc::new(SystemClock)) {
+        Ok(s) => s,
+        Err(e) => return Some(LiveLine::err(format!("safelist check: {e}"))),
+    };
+    Some(match check_store(config, stores.blocks.as_ref()) {
+        Ok(found) => {
+            let n = found.len();
+            findings.extend(found);
+            LiveLine::ok(format!(
+                "safelist checked against the block store: {n} safelisted subject{} blocked",
+                if n == 1 { "" } else { "s" }
+            ))
+        }
+        Err(e) => LiveLine::err(format!(
+            "safelist check: the block store could not list blocks ({})",
+            e.kind()
+        )),
+    })
+}
+
 /// Runs `sec-audit check`; returns the exit status.
 pub fn run(config_path: &Path, live: bool) -> Result<u8, CliError> {
     let config = match crate::util::load_config(config_path) {
@@ -270,6 +298,9 @@ pub fn run(config_path: &Path, live: bool) -> Result<u8, CliError> {
             ));
         } else {
             live_lines.push(probe_postgres(&config));
+        }
+        if live_lines.iter().all(|l| l.ok) {
+            live_lines.extend(probe_safelist(&config, &mut findings));
         }
     }
     findings.sort_by(|a, b| b.level.cmp(&a.level).then(a.id.cmp(b.id)));

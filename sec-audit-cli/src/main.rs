@@ -141,10 +141,11 @@ struct ExplainArgs {
 }
 
 /// Checks a configuration and prints the findings, one per line
-/// (W001-W005 warnings, E001-E002 errors). With --live, also connects to the
+/// (W001-W006 warnings, E001-E002 errors). With --live, also connects to the
 /// configured Redis (over TLS for rediss://) and Postgres and reports
 /// reachability, migration state, the Redis version (E002 when older than
-/// 6.2) and Redis's maxmemory-policy (W004 when it evicts keys).
+/// 6.2), Redis's maxmemory-policy (W004 when it evicts keys) and safelisted
+/// subjects that are blocked in the store all the same (W006).
 ///
 /// Exit status: 0 no errors, 2 an error finding, 1 a live problem
 /// (unreachable server, pending migrations).

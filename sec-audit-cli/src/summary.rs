@@ -17,6 +17,9 @@ const EXAMPLES: usize = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Outcome {
     Alert,
+    /// A blocking match on a safelisted subject, alerted instead
+    /// (`enforcement.safelisted`).
+    Safelisted,
     TempBlock,
     PermanentBlock,
     /// A request denied at ingress by an active block (`blocked`).
@@ -28,6 +31,7 @@ impl Outcome {
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Alert => "alert",
+            Outcome::Safelisted => "safelisted",
             Outcome::TempBlock => "temp block",
             Outcome::PermanentBlock => "permanent block",
             Outcome::Denied => "denied by block",
@@ -91,6 +95,11 @@ impl Tally {
         let s = |k: &str| e.get_str(k).unwrap_or("").to_string();
         let rule = s("security_rule.name");
         let (scope, value, outcome) = match e.event_type {
+            EventType::Alert
+                if e.attributes.get("enforcement.safelisted") == Some(&true.into()) =>
+            {
+                (s("scope.type"), s("scope.value"), Outcome::Safelisted)
+            }
             EventType::Alert => {
                 // An alert carries the match's ip, session and user; the
                 // table lists it under the first one present.
@@ -237,7 +246,23 @@ mod tests {
         );
         assert_eq!(t.count("resource_enumeration", "ip", Outcome::Alert), 1);
         assert_eq!(t.count("brute_force_login", "ip", Outcome::Denied), 1);
+        // A safelisted alert is listed under its target, as safelisted.
+        t.record(
+            &EnforcementEvent::new(EventType::Alert, 0)
+                .attr("security_rule.name", "repeated_client_error")
+                .attr("source.address", "192.0.2.214")
+                .attr("user.id", "7")
+                .attr("scope.type", "ip")
+                .attr("scope.value", "192.0.2.214")
+                .attr("enforcement.safelisted", true),
+        );
+        assert_eq!(
+            t.count("repeated_client_error", "ip", Outcome::Safelisted),
+            1
+        );
+        assert_eq!(t.count("repeated_client_error", "ip", Outcome::Alert), 0);
         let text = t.render();
+        assert!(text.contains("safelisted"), "{text}");
         assert!(text.starts_with("rule "), "{text}");
         assert!(text.contains("brute_force_login"), "{text}");
         assert!(text.contains("203.0.113.1, 203.0.113.2"), "{text}");

@@ -16,8 +16,8 @@ pub enum Level {
     Error,
 }
 
-/// One finding: an id (`W001`…`W005`, `E001`; `E002` from the live check
-/// of the CLI), its level and what it means.
+/// One finding: an id (`W001`…`W005`, `E001`; `E002` and `W006` from the
+/// live check of the CLI), its level and what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub id: &'static str,
@@ -116,6 +116,18 @@ pub fn check(config: &Config) -> Vec<Finding> {
                 format!("rule_actions.{name} makes a permanent block on ip: everyone behind a shared NAT or carrier address is locked out"),
             ));
         }
+        let kind = spec
+            .action
+            .or_else(|| sec_audit_rules::policy::builtin_default(name).and_then(|d| d.action));
+        let temp = matches!(kind, Some(ActionKind::TempBlock | ActionKind::Block));
+        if let Some(n) = config.escalation.as_ref().and_then(|e| e.permanent_after) {
+            if scopes_ip && temp && !permanent {
+                out.push(warn(
+                    "W003",
+                    format!("rule_actions.{name} names ip and escalation.permanent_after = {n}: its {n}th temporary block of an address is permanent, locking out everyone behind a shared NAT or carrier address"),
+                ));
+            }
+        }
     }
     if let Some(registered) = &registered {
         for name in config.rule_actions.keys() {
@@ -136,6 +148,41 @@ pub fn check(config: &Config) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// `W006`: a safelisted subject that has an active block in `store` (it
+/// was blocked before it was safelisted). Ingress ignores that block, but
+/// every listing shows it as a ban. Reads the store (operator tooling:
+/// `sec-audit check --live`).
+pub fn check_store(
+    config: &Config,
+    store: &dyn sec_audit_store::BlockStore,
+) -> Result<Vec<Finding>, sec_audit_store::StoreError> {
+    let safelist = crate::safelist::Safelist::new(&config.safelist);
+    if safelist.is_empty() {
+        return Ok(Vec::new());
+    }
+    let entries = crate::safelist::blocked_entries(&safelist, store)?;
+    Ok(entries
+        .iter()
+        .map(|e| {
+            let key = e.scope();
+            let entry = safelist.entry_for(&key).unwrap_or_else(|| "[safelist]".into());
+            let kind = match e.expires_at {
+                None => "a permanent block".to_string(),
+                Some(t) => format!("a temporary block until {}", crate::events::rfc3339(t)),
+            };
+            warn(
+                "W006",
+                format!(
+                    "{entry} covers {key}, which has {kind} (rule {}): ingress ignores it, but it still reads as a ban; revoke it (`sec-audit blocks revoke --config <file> --scope {} --value {} --reason <why>`)",
+                    e.rule_name,
+                    e.scope_type,
+                    e.scope_value
+                ),
+            )
+        })
+        .collect())
 }
 
 /// Whether any finding is an error.

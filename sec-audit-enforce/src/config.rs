@@ -760,6 +760,10 @@ impl Config {
 
     fn check_fields(&self) -> Result<(), ConfigError> {
         self.fail_closed_path_regexes()?;
+        crate::safelist::validate(&self.safelist)?;
+        if let Some(e) = &self.escalation {
+            crate::escalation::validate(e)?;
+        }
         self.validate_urls()?;
         sec_audit_core::ClientIpResolver::new(&self.trusted_proxy_cidrs, self.trusted_proxy_count)
             .map_err(|e| {
@@ -785,6 +789,10 @@ impl Config {
             return Err(ConfigError::invalid("key_prefix", "must not be empty"));
         }
         self.validate_connection_keys()?;
+        crate::safelist::validate(&self.safelist)?;
+        if let Some(e) = &self.escalation {
+            crate::escalation::validate(e)?;
+        }
         if self.permanent_cache_ttl == 0 || self.default_temp_ttl == 0 {
             return Err(ConfigError::invalid(
                 "default_temp_ttl",
@@ -1027,6 +1035,65 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`redis_pool_size`"));
+    }
+
+    #[test]
+    fn safelist_and_escalation_tables_parse() {
+        let c = Config::from_toml_str(
+            "[safelist]\nips = [\"192.0.2.214\", \"10.0.0.0/8\", \"2001:db8::/32\", \"::1\"]\nusers = [\"ops\"]\nsessions = [\"s1\"]\n[escalation]\nfactor = 2\nmax_ttl = 86400\nwindow = 3600\npermanent_after = 5",
+        )
+        .unwrap();
+        let ips: Vec<String> = c.safelist.ips.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            ips,
+            ["192.0.2.214/32", "10.0.0.0/8", "2001:db8::/32", "::1/128"]
+        );
+        assert_eq!(c.safelist.users, ["ops"]);
+        assert_eq!(c.safelist.sessions, ["s1"]);
+        assert_eq!(
+            c.escalation,
+            Some(EscalationConfig {
+                factor: 2.0,
+                max_ttl: 86_400,
+                window: 3_600,
+                permanent_after: Some(5),
+            })
+        );
+        let d = Config::from_toml_str("").unwrap();
+        assert_eq!(d.safelist, SafelistConfig::default());
+        assert_eq!(d.escalation, None);
+        for (text, key) in [
+            ("[safelist]\nips = [\"300.1.1.1\"]", "`safelist.ips`"),
+            ("[safelist]\nips = \"10.0.0.1\"", "`safelist.ips`"),
+            ("[safelist]\nip = []", "`safelist.ip`"),
+            ("safelist = 1", "`safelist`"),
+            (
+                "[escalation]\nmax_ttl = 10\nwindow = 10",
+                "`escalation.factor`",
+            ),
+            (
+                "[escalation]\nfactor = 2\nwindow = 10",
+                "`escalation.max_ttl`",
+            ),
+            (
+                "[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 0",
+                "`escalation.window`",
+            ),
+            (
+                "[escalation]\nfactor = \"2\"\nmax_ttl = 10\nwindow = 1",
+                "`escalation.factor`",
+            ),
+            (
+                "[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 1\npermanent_after = -1",
+                "`escalation.permanent_after`",
+            ),
+            (
+                "[escalation]\nfactor = 2\nmax_ttl = 10\nwindow = 1\nbantime = 1",
+                "`escalation.bantime`",
+            ),
+        ] {
+            assert!(err(text).contains(key), "{text}: {}", err(text));
+        }
     }
 
     #[test]

@@ -7,8 +7,10 @@ use sec_audit_rules::{ActionPolicy, Effect, Match, ResolvedAction, ScopeKey, Sco
 use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError};
 use serde_json::Value;
 
+use crate::escalation::{self, Escalation};
 use crate::events::{rfc3339, EnforcementEvent, EventEmitter, EventType};
 use crate::failure_coalescer::FailureReporter;
+use crate::safelist::Safelist;
 
 /// What applying one match did.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +20,9 @@ pub struct Applied {
     pub blocks: Vec<BlockEntry>,
     /// Block writes that failed (already logged).
     pub errors: Vec<StoreError>,
+    /// Targets left unblocked because they are safelisted (each emitted as
+    /// an `alert` with `enforcement.safelisted = true`).
+    pub safelisted: Vec<ScopeKey>,
     /// Status code and message a request should be denied with when the
     /// action is blocking.
     pub status_code: u16,
@@ -25,8 +30,28 @@ pub struct Applied {
 }
 
 impl Applied {
+    /// Whether a request should be denied for this match: a blocking
+    /// action, unless every target it had was safelisted.
     pub fn is_blocking(&self) -> bool {
         self.action.effect.is_block()
+            && !(self.blocks.is_empty() && self.errors.is_empty() && !self.safelisted.is_empty())
+    }
+
+    /// The `Retry-After` seconds of a deny by this match at `now`: the
+    /// longest time left of the temporary blocks it wrote (all of them
+    /// keep the request's subject out), or the action's TTL when it wrote
+    /// none (a failed write, no scope to block); `None` when a block is
+    /// permanent.
+    pub fn retry_after(&self, now: f64) -> Option<u64> {
+        if self.action.effect != Effect::TempBlock || self.blocks.iter().any(|b| b.is_permanent()) {
+            return None;
+        }
+        self.blocks
+            .iter()
+            .filter_map(|b| b.expires_at)
+            .map(|at| crate::request::seconds_left(at, now))
+            .max()
+            .or(self.action.ttl.map(|t| t.max(1)))
     }
 }
 
@@ -41,6 +66,8 @@ pub struct Enforcer {
     default_status: u16,
     default_message: String,
     failures: Arc<FailureReporter>,
+    safelist: Arc<Safelist>,
+    escalation: Option<Arc<Escalation>>,
 }
 
 impl Enforcer {
@@ -69,7 +96,30 @@ impl Enforcer {
             default_status,
             default_message,
             failures,
+            safelist: Arc::new(Safelist::default()),
+            escalation: None,
         }
+    }
+
+    /// Never blocks a safelisted target: its match is an alert with
+    /// `enforcement.safelisted = true` instead.
+    pub fn with_safelist(mut self, safelist: Arc<Safelist>) -> Self {
+        self.safelist = safelist;
+        self
+    }
+
+    /// Escalates repeated temporary blocks of a scope.
+    pub fn with_escalation(mut self, escalation: Option<Arc<Escalation>>) -> Self {
+        self.escalation = escalation;
+        self
+    }
+
+    pub fn safelist(&self) -> &Safelist {
+        &self.safelist
+    }
+
+    pub fn escalation(&self) -> Option<&Escalation> {
+        self.escalation.as_deref()
     }
 
     /// Reports failed block writes through `failures` (the runtime's, so
@@ -106,21 +156,13 @@ impl Enforcer {
             action,
             blocks: Vec::new(),
             errors: Vec::new(),
+            safelisted: Vec::new(),
             status_code,
             message,
         };
         match applied.action.effect {
             Effect::Observe => {}
-            Effect::Alert => self.emitter.emit(
-                EnforcementEvent::new(EventType::Alert, self.clock.now_ns())
-                    .attr("security_rule.name", m.rule_name.as_str())
-                    .attr("security_rule.severity", m.severity)
-                    .attr("security_rule.description", m.message.as_str())
-                    .attr("enforcement.action", "alert")
-                    .attr("source.address", m.srcip.as_str())
-                    .attr("session.id", m.session_id.as_str())
-                    .attr("user.id", m.user_id.as_str()),
-            ),
+            Effect::Alert => self.emitter.emit(self.alert(m)),
             Effect::TempBlock | Effect::PermanentBlock => {
                 let targets = self.scopes.block_scopes(subject, &applied.action.scopes);
                 if targets.is_empty() {
@@ -129,19 +171,48 @@ impl Enforcer {
                 let mut metadata = (*m.metadata).clone();
                 self.scrubber.scrub_map(&mut metadata);
                 for scope in targets {
+                    if self.safelist.contains(scope) {
+                        self.emitter.emit(
+                            self.alert(m)
+                                .attr("scope.type", scope.scope())
+                                .attr("scope.value", scope.value())
+                                .attr("enforcement.safelisted", true),
+                        );
+                        applied.safelisted.push(scope.clone());
+                        continue;
+                    }
+                    let mut ttl = applied
+                        .action
+                        .ttl
+                        .filter(|_| applied.action.effect == Effect::TempBlock);
+                    let mut offense = None;
+                    if let (Some(esc), Some(base)) = (&self.escalation, ttl) {
+                        let blocked = matches!(self.blocks.get_active(scope), Ok(Some(_)));
+                        let o = esc.offend(scope, base, blocked);
+                        ttl = match o.ttl {
+                            Some(t) => Some(t),
+                            None if escalation::permanent_allowed(
+                                &self.policy,
+                                &m.rule_name,
+                                scope,
+                            ) =>
+                            {
+                                None
+                            }
+                            None => Some(esc.ttl(base, o.count)),
+                        };
+                        offense = Some(o.count);
+                    }
                     let new = NewBlock {
                         scope: scope.clone(),
                         reason: m.message.clone(),
                         rule_name: m.rule_name.clone(),
                         status_code: applied.status_code,
                         message: applied.message.clone(),
-                        ttl: applied
-                            .action
-                            .ttl
-                            .filter(|_| applied.action.effect == Effect::TempBlock),
+                        ttl,
                         metadata: metadata.clone(),
                     };
-                    match self.write_block(&new) {
+                    match self.write_block_as(&new, offense) {
                         Ok(entry) => applied.blocks.push(entry),
                         Err(e) => {
                             // Coalesced: one record and one log line per
@@ -156,8 +227,30 @@ impl Enforcer {
         applied
     }
 
+    /// The `alert` of a match.
+    fn alert(&self, m: &Match) -> EnforcementEvent {
+        EnforcementEvent::new(EventType::Alert, self.clock.now_ns())
+            .attr("security_rule.name", m.rule_name.as_str())
+            .attr("security_rule.severity", m.severity)
+            .attr("security_rule.description", m.message.as_str())
+            .attr("enforcement.action", "alert")
+            .attr("source.address", m.srcip.as_str())
+            .attr("session.id", m.session_id.as_str())
+            .attr("user.id", m.user_id.as_str())
+    }
+
     /// Writes a block and emits `block_applied`.
     pub fn write_block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
+        self.write_block_as(new, None)
+    }
+
+    /// [`Enforcer::write_block`] of an escalated block: `block_applied`
+    /// also carries `enforcement.offense`.
+    fn write_block_as(
+        &self,
+        new: &NewBlock,
+        offense: Option<u64>,
+    ) -> Result<BlockEntry, StoreError> {
         let entry = self.blocks.block(new)?;
         let mut event = EnforcementEvent::new(EventType::BlockApplied, self.clock.now_ns())
             .attr("scope.type", entry.scope_type.as_str())
@@ -176,6 +269,9 @@ impl Enforcer {
         }
         if let Some(expires_at) = entry.expires_at {
             event = event.attr("enforcement.expires_at", Value::String(rfc3339(expires_at)));
+        }
+        if let Some(n) = offense {
+            event = event.attr("enforcement.offense", n);
         }
         self.emitter.emit(event);
         Ok(entry)

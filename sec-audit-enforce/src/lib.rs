@@ -9,11 +9,13 @@ pub mod config;
 pub mod config_checks;
 pub mod egress_queue;
 pub mod enforcer;
+pub mod escalation;
 pub mod events;
 pub mod failure_coalescer;
 pub mod request;
 pub mod rules;
 pub mod runtime;
+pub mod safelist;
 pub mod stores;
 #[cfg(feature = "tower")]
 pub mod tower;
@@ -25,8 +27,10 @@ pub use config::{
 };
 pub use egress_queue::{EgressQueue, EgressQueueStats, QueueFull};
 pub use enforcer::{Applied, Enforcer};
+pub use escalation::{Escalation, Offense};
 pub use events::{EnforcementEvent, EventEmitter, EventType, Sink};
 pub use failure_coalescer::{FailureReporter, FailureStats, FAILURE_COUNT_ATTR};
 pub use request::{DenyReason, IngressDecision, RequestView};
 pub use runtime::{BlockApiError, BuildError, ManualBlock, Runtime, RuntimeBuilder};
+pub use safelist::Safelist;
 pub use stores::Stores;

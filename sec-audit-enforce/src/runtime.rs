@@ -21,9 +21,11 @@ use serde_json::{Map, Value};
 
 use crate::config::{Config, ConfigError};
 use crate::enforcer::Enforcer;
+use crate::escalation::Escalation;
 use crate::events::{EnforcementEvent, EventEmitter, EventType, Sink};
 use crate::failure_coalescer::{log_coalesced, FailureReporter, FailureStats, Level};
 use crate::request::{seconds_left, DenyReason, IngressDecision, RequestView};
+use crate::safelist::Safelist;
 use crate::stores::{self, Stores};
 
 /// Why the runtime could not be built.
@@ -46,6 +48,10 @@ pub enum BlockApiError {
     BadIp(String),
     #[error("scope value must not be empty")]
     EmptyValue,
+    /// A block on a safelisted subject would never be enforced at ingress
+    /// (and would read as a ban in every listing): refused.
+    #[error("`{scope}` is safelisted ({entry}): ingress never enforces a block on it; remove it from [safelist] first")]
+    Safelisted { scope: String, entry: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -239,6 +245,13 @@ impl RuntimeBuilder {
             Arc::clone(&emitter),
             Arc::clone(&self.clock),
         ));
+        let safelist = Arc::new(Safelist::new(&config.safelist));
+        // Offense counts live in the detection state, on the runtime's
+        // clock (the log's, in a replay).
+        let escalation = config
+            .escalation
+            .clone()
+            .map(|e| Arc::new(Escalation::new(e, Arc::clone(&stores.counters))));
         let enforcer = Arc::new(
             Enforcer::new(
                 Arc::clone(&stores.blocks),
@@ -250,7 +263,9 @@ impl RuntimeBuilder {
                 config.status_code,
                 config.message.clone(),
             )
-            .with_failures(Arc::clone(&failures)),
+            .with_failures(Arc::clone(&failures))
+            .with_safelist(Arc::clone(&safelist))
+            .with_escalation(escalation.clone()),
         );
         let resolver =
             ClientIpResolver::new(&config.trusted_proxy_cidrs, config.trusted_proxy_count)
@@ -270,6 +285,8 @@ impl RuntimeBuilder {
             emitter,
             failures,
             clock: self.clock,
+            safelist,
+            escalation,
             config,
         })
     }
@@ -303,6 +320,8 @@ pub struct Runtime {
     emitter: Arc<EventEmitter>,
     failures: Arc<FailureReporter>,
     clock: Arc<dyn Clock>,
+    safelist: Arc<Safelist>,
+    escalation: Option<Arc<Escalation>>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -348,6 +367,14 @@ impl Runtime {
     }
     pub fn is_enabled(&self) -> bool {
         self.config.enabled
+    }
+    /// The compiled `[safelist]`.
+    pub fn safelist(&self) -> &Safelist {
+        &self.safelist
+    }
+    /// The `[escalation]` in force, if any.
+    pub fn escalation(&self) -> Option<&Escalation> {
+        self.escalation.as_deref()
     }
     /// The async block lookup of [`Runtime::ingress_check_async`].
     pub fn async_blocks(&self) -> &Arc<dyn AsyncBlockStore> {
@@ -531,13 +558,25 @@ impl Runtime {
         if let Some(addr) = resolved {
             push_ip(ip, addr);
         }
-        let ip: Option<&str> = resolved.map(|_| ip.as_str());
+        // A safelisted scope is never a candidate: no block on it (an
+        // older one included) denies. The others still do.
+        let mut ip_key = resolved.map_or("", |_| ip.as_str());
+        let mut user = request.user_id.as_deref().unwrap_or("");
+        let mut session = request.session_id.as_deref().unwrap_or("");
+        let sl = &*self.safelist;
+        if !sl.is_empty() {
+            if resolved.is_some_and(|addr| sl.contains_ip(addr)) {
+                ip_key = "";
+            }
+            if sl.contains_user(user.trim()) {
+                user = "";
+            }
+            if sl.contains_session(session.trim()) {
+                session = "";
+            }
+        }
         self.engine.scopes().fill_block_candidates(
-            &[
-                ("ip", ip.unwrap_or("")),
-                ("user", request.user_id.as_deref().unwrap_or("")),
-                ("session", request.session_id.as_deref().unwrap_or("")),
-            ],
+            &[("ip", ip_key), ("user", user), ("session", session)],
             candidates,
         );
         resolved.is_some()
@@ -672,8 +711,15 @@ impl Runtime {
     }
 
     /// Blocks a scope (`ttl = None`: permanent); emits `block_applied`.
+    /// A safelisted scope is refused ([`BlockApiError::Safelisted`]).
     pub fn block(&self, req: &ManualBlock) -> Result<BlockEntry, BlockApiError> {
         let scope = self.scope_key(&req.scope_type, &req.value)?;
+        if let Some(entry) = self.safelist.entry_for(&scope) {
+            return Err(BlockApiError::Safelisted {
+                scope: scope.to_string(),
+                entry,
+            });
+        }
         if req.ttl.is_none() && scope.scope() == "ip" {
             tracing::warn!(
                 value = scope.value(),
@@ -703,7 +749,8 @@ impl Runtime {
     }
 
     /// Removes a scope's blocks from every tier; emits `block_revoked` when
-    /// something was removed.
+    /// something was removed. Forgets the scope's offense count
+    /// (`[escalation]`): revoked is forgiven.
     pub fn unblock(
         &self,
         scope_type: &str,
@@ -713,6 +760,9 @@ impl Runtime {
     ) -> Result<usize, BlockApiError> {
         let scope = self.scope_key(scope_type, value)?;
         let removed = self.blocks.unblock(&scope, reason, revoked_by)?;
+        if let Some(esc) = &self.escalation {
+            esc.forgive(&scope);
+        }
         if removed > 0 {
             self.emitter.emit(
                 EnforcementEvent::new(EventType::BlockRevoked, self.clock.now_ns())
@@ -812,12 +862,7 @@ fn ingress_pass(
     for m in &matches {
         let applied = enforcer.apply(m, &subject);
         if applied.is_blocking() && deny.is_none() {
-            let now = engine.clock().now();
-            let retry_after = applied
-                .blocks
-                .iter()
-                .find_map(|b| b.expires_at)
-                .map(|at| seconds_left(at, now));
+            let retry_after = applied.retry_after(engine.clock().now());
             deny = Some(IngressDecision::Deny {
                 status_code: applied.status_code,
                 message: applied.message,

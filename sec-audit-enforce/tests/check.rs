@@ -1,5 +1,6 @@
 //! The configuration check: W001–W005 (W004 needs a live Redis and is
-//! covered with the store tests) and E001.
+//! covered with the store tests; W006 needs a store: `policy_servers.rs`)
+//! and E001.
 
 use sec_audit_enforce::check::has_errors;
 use sec_audit_enforce::{check, Config, Level};
@@ -37,6 +38,36 @@ fn w003_permanent_block_on_ip() {
     // Permanent on user and session is fine.
     let users = "[[rules]]\nbuiltin = \"brute_force_login\"\n[rule_actions]\nbrute_force_login = { action = \"persist_block\", scopes = [\"user\"] }";
     assert!(ids(users).is_empty());
+}
+
+#[test]
+fn w003_escalation_to_permanent_on_an_operator_written_ip() {
+    let esc = "[escalation]\nfactor = 2\nmax_ttl = 3600\nwindow = 3600\npermanent_after = 4\n";
+    let rules = "[[rules]]\nbuiltin = \"brute_force_login\"\n";
+    let on_ip = format!(
+        "{esc}{rules}[rule_actions]\nbrute_force_login = {{ scopes = [\"ip\", \"user\"] }}"
+    );
+    let findings = check(&Config::from_toml_str(&on_ip).unwrap());
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].id, "W003");
+    assert!(
+        findings[0].message.contains("permanent_after = 4"),
+        "{}",
+        findings[0].message
+    );
+    // The default ip scope never becomes permanent: no warning; nor
+    // without permanent_after, nor on user only.
+    assert!(ids(&format!("{esc}{rules}")).is_empty());
+    assert!(ids(&format!(
+        "{esc}{rules}[rule_actions]\nbrute_force_login = {{ scopes = [\"user\"] }}"
+    ))
+    .is_empty());
+    assert!(ids(&format!(
+        "{rules}[rule_actions]\nbrute_force_login = {{ scopes = [\"ip\"] }}"
+    ))
+    .is_empty());
+    // An alert never blocks.
+    assert!(ids(&format!("{esc}{rules}[rule_actions]\nbrute_force_login = {{ action = \"alert\", scopes = [\"ip\"] }}")).is_empty());
 }
 
 #[test]

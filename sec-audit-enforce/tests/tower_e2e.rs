@@ -198,3 +198,83 @@ fn a_full_egress_queue_drops_response_events_and_never_holds_a_response() {
     assert_eq!(queue.shutdown(std::time::Duration::from_secs(10)), 0);
     assert_eq!(queue.stats().processed, s.accepted);
 }
+
+#[test]
+fn the_layer_sends_retry_after_on_temp_block_denials_only_and_passes_the_safelist() {
+    use sec_audit_enforce::tower::{AuditIdentity, PeerAddr, SecAuditLayer};
+    use sec_audit_enforce::ManualBlock;
+    use tower::{Layer, Service};
+
+    let clock = Arc::new(sec_audit_core::ManualClock::at_secs(common::T0));
+    let config = Config::from_toml_str(
+        "enabled = true\n[rule_actions]\nt = { action = \"temp_block\", ttl = 40 }\n[escalation]\nfactor = 3\nmax_ttl = 1000\nwindow = 1000\n[safelist]\nips = [\"127.0.0.0/24\"]",
+    )
+    .expect("config");
+    let runtime = Arc::new(
+        Runtime::builder(config)
+            .clock(clock.clone())
+            .sink(Sink::Writer(Box::new(SharedBuf::default())))
+            .stores(sec_audit_enforce::Stores::memory(clock.clone()))
+            .rule(Arc::new(common::TestRule {
+                ingress: true,
+                ..common::TestRule::new("t")
+            }))
+            .build()
+            .expect("runtime"),
+    );
+    runtime
+        .block(&ManualBlock {
+            scope_type: "user".into(),
+            value: "banned".into(),
+            ttl: None,
+            reason: "fraud".into(),
+            ..ManualBlock::default()
+        })
+        .expect("permanent block");
+    let mut svc = SecAuditLayer::new(Arc::clone(&runtime))
+        .layer(axum::Router::new().fallback(|| async { "ok" }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let mut call = |peer: [u8; 4], path: &str, user: Option<&str>| {
+        rt.block_on(async {
+            std::future::poll_fn(|cx| {
+                Service::<axum::http::Request<axum::body::Body>>::poll_ready(&mut svc, cx)
+            })
+            .await
+            .expect("ready");
+            let mut req = axum::http::Request::builder()
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .expect("request");
+            req.extensions_mut()
+                .insert(PeerAddr(SocketAddr::from((peer, 4000))));
+            req.extensions_mut().insert(AuditIdentity {
+                user_id: user.map(str::to_string),
+                session_id: None,
+            });
+            let res = svc.call(req).await.expect("response");
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().expect("ascii").to_string());
+            (res.status().as_u16(), retry)
+        })
+    };
+    let attacker = [203, 0, 113, 50];
+    // The ingress rule's own temp block: its TTL.
+    assert_eq!(call(attacker, "/trigger", None), (429, Some("40".into())));
+    // The request's block, part-way through: the seconds left.
+    clock.advance_secs(15.5);
+    assert_eq!(call(attacker, "/", None), (429, Some("25".into())));
+    // The next offense is escalated, and so is its Retry-After.
+    clock.advance_secs(25.0);
+    assert_eq!(call(attacker, "/", None), (200, None));
+    assert_eq!(call(attacker, "/trigger", None), (429, Some("120".into())));
+    // A permanent block: denied without Retry-After.
+    assert_eq!(call([198, 51, 100, 1], "/", Some("banned")), (429, None));
+    // A safelisted address is never blocked by the rule.
+    assert_eq!(call([127, 0, 0, 9], "/trigger", None), (200, None));
+    assert_eq!(call([127, 0, 0, 9], "/", None), (200, None));
+}

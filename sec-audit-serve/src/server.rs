@@ -607,6 +607,8 @@ fn api_error(s: &AppState, e: &BlockApiError) -> Reply {
                 format!("the block store failed ({})\n", store.kind()),
             )
         }
+        // Well formed, but against the configuration: 409.
+        BlockApiError::Safelisted { .. } => text(StatusCode::CONFLICT, format!("{e}\n")),
         other => text(StatusCode::BAD_REQUEST, format!("{other}\n")),
     }
 }

@@ -505,3 +505,115 @@ fn on_real_redis_ingest_blocks_and_decide_denies() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(decide_for(&s, "192.0.2.60").status, 200);
 }
+
+#[test]
+fn decide_honours_the_safelist_and_sends_retry_after_for_temp_blocks_only() {
+    let url = std::env::var("SEC_AUDIT_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!(
+        "sec_audit_serve_policy_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let base = format!(
+        "redis_url = \"{url}\"\nkey_prefix = \"{prefix}\"\n{BASE}[rule_actions]\nbrute_force_login = {{ ttl = 50 }}\n[escalation]\nfactor = 2\nmax_ttl = 1000\nwindow = 1000\n"
+    );
+    // Blocks from before the safelist, in the shared Redis.
+    let before = sec_audit_enforce::Runtime::builder(
+        sec_audit_enforce::Config::from_toml_str(&base).expect("config"),
+    )
+    .sink(sec_audit_enforce::Sink::Discard)
+    .build()
+    .expect("runtime");
+    for (scope, value, ttl) in [("ip", "192.0.2.80", Some(600)), ("user", "banned", None)] {
+        before
+            .block(&sec_audit_enforce::ManualBlock {
+                scope_type: scope.into(),
+                value: value.into(),
+                ttl,
+                reason: "before".into(),
+                ..Default::default()
+            })
+            .unwrap_or_else(|e| panic!("Redis at {url} must be up for this test: {e}"));
+    }
+    let s = Serve::start(
+        &format!("{base}[safelist]\nips = [\"192.0.2.0/24\"]\n"),
+        tokens(),
+    );
+    // The safelisted address passes despite its older block.
+    assert_eq!(decide_for(&s, "192.0.2.80").status, 200);
+    // A permanent block (the user's, through the configured header):
+    // denied, without Retry-After — even from the safelisted address.
+    for client in ["203.0.113.1", "192.0.2.80"] {
+        let r = get(
+            s.addr,
+            "/v1/decide",
+            &format!("X-Forwarded-For: {client}\r\nX-Audit-User: banned\r\n"),
+        );
+        assert_eq!(r.status, 403, "{client}");
+        assert_eq!(r.header("retry-after"), None, "{client}");
+    }
+    // The block API refuses a safelisted subject with 409.
+    let r = request(
+        s.addr,
+        "POST",
+        "/v1/blocks",
+        &bearer(ADMIN),
+        br#"{"scope":"ip","value":"192.0.2.81","ttl":60,"reason":"test"}"#,
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("safelist"), "{}", r.text());
+    // Egress: the safelisted address's brute force is an alert, the other
+    // one's a temp block with its offense count and Retry-After.
+    let lines: String = ["192.0.2.90", "203.0.113.90"]
+        .iter()
+        .flat_map(|ip| (0..3).map(move |_| failed_login(ip, "frank") + "\n"))
+        .collect();
+    assert_eq!(
+        request(s.addr, "POST", "/v1/events", "", lines.as_bytes()).status,
+        202
+    );
+    let r = eventually(10, "the block in Redis", || {
+        let r = decide_for(&s, "203.0.113.90");
+        (r.status == 403).then_some(r)
+    });
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=50).contains(&retry), "{retry}");
+    assert_eq!(decide_for(&s, "192.0.2.90").status, 200);
+    let records = eventually(10, "the records", || {
+        let r = s.records();
+        r.iter()
+            .any(|r| r["attributes"]["enforcement.safelisted"] == true)
+            .then_some(r)
+    });
+    let alert = records
+        .iter()
+        .find(|r| r["attributes"]["enforcement.safelisted"] == true)
+        .expect("a safelisted alert");
+    assert_eq!(alert["attributes"]["scope.value"], "192.0.2.90");
+    let applied: Vec<_> = records
+        .iter()
+        .filter(|r| r["body"] == "audit.enforcement.block_applied")
+        .collect();
+    assert_eq!(applied.len(), 1, "{applied:?}");
+    assert_eq!(applied[0]["attributes"]["scope.value"], "203.0.113.90");
+    assert_eq!(applied[0]["attributes"]["enforcement.offense"], 1);
+    assert_eq!(applied[0]["attributes"]["enforcement.ttl"], 50);
+    // Clean up (every key has a TTL anyway).
+    for path in [
+        "/v1/blocks/ip/203.0.113.90?reason=done",
+        "/v1/blocks/ip/192.0.2.80?reason=done",
+        "/v1/blocks/user/banned?reason=done",
+    ] {
+        assert_eq!(
+            request(s.addr, "DELETE", path, &bearer(ADMIN), b"").status,
+            200
+        );
+    }
+}

@@ -127,6 +127,12 @@ const ROWS: &[Row] = &[
         Reference::Fixed(3_600.0, "Python 3.6 µs"),
     ),
     row(
+        "ingress_memory/clean_safelist_1k",
+        "  same, 1 000-entry safelist, none the request's",
+        Limit::None,
+        Reference::None,
+    ),
+    row(
         "ingress_memory/clean_quickstart",
         "  same, unscoped repeated_route counting it",
         Limit::None,
