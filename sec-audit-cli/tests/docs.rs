@@ -557,21 +557,6 @@ fn the_cli_readme_shows_the_summary_the_replay_prints() {
 
 // --- references outside the repository ----------------------------------------
 
-/// Files whose references the configuration rewrite (in progress) will
-/// replace; listed so the rest of the repository is held to the rule now.
-/// Empty this list when they are gone (an entry without a reference fails).
-const PENDING: [&str; 9] = [
-    "sec-audit-enforce/src/config.rs",
-    "sec-audit-enforce/src/events.rs",
-    "sec-audit-enforce/src/runtime.rs",
-    "sec-audit-rules/src/engine.rs",
-    "sec-audit-store/src/block.rs",
-    "sec-audit-store/src/tiered.rs",
-    "sec-audit-store/src/postgres.rs",
-    "sec-audit-store/src/redis_block.rs",
-    "sec-audit-store/src/redis_state.rs",
-];
-
 /// References in `text` (of the file at `path`) to files that are not in
 /// the repository: `*.md` names that resolve neither from the file's
 /// directory nor from the root, and paths into `../shared` or `shared/`.
@@ -628,11 +613,7 @@ fn nothing_refers_to_files_outside_the_repository() {
             found.insert(rel.display().to_string(), refs);
         }
     }
-    let unexpected: Vec<&String> = found
-        .iter()
-        .filter(|(f, _)| !PENDING.contains(&f.as_str()))
-        .flat_map(|(_, refs)| refs)
-        .collect();
+    let unexpected: Vec<&String> = found.values().flatten().collect();
     assert!(
         unexpected.is_empty(),
         "references to files outside the repository:\n{}",
@@ -641,14 +622,5 @@ fn nothing_refers_to_files_outside_the_repository() {
             .map(|s| s.as_str())
             .collect::<Vec<_>>()
             .join("\n")
-    );
-    let stale: Vec<&str> = PENDING
-        .iter()
-        .copied()
-        .filter(|f| !found.contains_key(*f))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "no reference left in {stale:?}: remove them from PENDING"
     );
 }

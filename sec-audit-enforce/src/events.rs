@@ -1,4 +1,4 @@
-//! Enforcement events (events.md, "Enforcement events going out").
+//! Enforcement events (`docs/events.md`): what goes out, and how.
 //!
 //! Every decision becomes one [`EnforcementEvent`]. The [`EventEmitter`]
 //! produces it through the `opentelemetry` logs API; the default processor,

@@ -433,7 +433,7 @@ impl Runtime {
         }
     }
 
-    /// The ingress check (enforcement.md, "Ingress check"): one block-store
+    /// The ingress check (`docs/operations.md`): one block-store
     /// call, then the ingress-safe rules. Never panics into the caller.
     pub fn ingress_check(&self, request: &RequestView<'_>) -> IngressDecision {
         if !self.config.enabled {

@@ -1,5 +1,5 @@
-//! The engine: runs the registered rules over one event (rules.md, "The
-//! engine"). Nothing a rule does — an error or a panic — can crash the
+//! The engine: runs the registered rules over one event (`docs/rules.md`,
+//! "How rules run"). Nothing a rule does — an error or a panic — can crash the
 //! engine or its caller.
 
 use std::collections::BTreeSet;

@@ -1,4 +1,4 @@
-//! The block-store contract (stores.md, "Block store").
+//! The block-store contract.
 
 use sec_audit_rules::ScopeKey;
 use serde::{Deserialize, Serialize};

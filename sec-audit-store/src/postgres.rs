@@ -1,5 +1,5 @@
 //! The Postgres block store: the durable source of truth for permanent
-//! blocks (stores.md, "Postgres (diesel)").
+//! blocks (table `permanent_blocks`).
 //!
 //! - Table `permanent_blocks`, created by the embedded migrations, which run
 //!   only when [`PostgresBlockStore::run_migrations`] is called.

@@ -1,5 +1,5 @@
 //! The Redis block store: `{prefix}:block:{scope_type}:{scope_value}` holding
-//! the entry as JSON, every key with a TTL (stores.md, "Redis").
+//! the entry as JSON, every key with a TTL.
 //!
 //! A temporary entry's key lives exactly as long as the block. A permanent
 //! entry's key lives `permanent_ttl` seconds: in the tiered store that is

@@ -1,5 +1,5 @@
 //! Redis detection state: counters and history shared by every worker
-//! (stores.md, "Counters and history").
+//! (the `Counters` and `HistoryStore` traits).
 //!
 //! Nothing here ever fails to the caller: a Redis error degrades detection
 //! (an `incr` returns `amount` as if the key were new, a read returns the

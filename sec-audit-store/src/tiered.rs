@@ -1,7 +1,7 @@
 //! The tiered block store: temporary blocks in Redis, permanent blocks in
 //! Postgres written through to a Redis cache, and a Redis mirror of the set
 //! of active permanent bans so that a clean request costs one Redis round
-//! trip and no Postgres query (stores.md, "Tiered").
+//! trip and no Postgres query.
 //!
 //! Redis keys (all with a TTL):
 //!
