@@ -26,4 +26,5 @@ pub use events::{EnforcementEvent, EventEmitter, EventType, Sink};
 pub use failure_coalescer::{FailureReporter, FailureStats, FAILURE_COUNT_ATTR};
 pub use request::{DenyReason, IngressDecision, RequestView};
 pub use runtime::{BlockApiError, BuildError, ManualBlock, Runtime, RuntimeBuilder};
+pub use sec_audit_store::{BlockEntry, TrailRow};
 pub use stores::Stores;
