@@ -48,6 +48,13 @@ pub struct ServeConfig {
     /// The JSONL trail of enforcement records (appended); `None`: standard
     /// output.
     pub output: Option<PathBuf>,
+    /// The operator console under `/ui/` (on by default; it needs the admin
+    /// or read token like the block API).
+    pub console: bool,
+    /// Mark the console's cookies `Secure`: set it when the console is
+    /// reached over HTTPS (a TLS-terminating proxy in front of serve, which
+    /// itself speaks plain HTTP).
+    pub console_secure_cookie: bool,
 }
 
 impl Default for ServeConfig {
@@ -64,11 +71,13 @@ impl Default for ServeConfig {
             shutdown_timeout: Duration::from_secs(10),
             ready_timeout: Duration::from_secs(1),
             output: None,
+            console: true,
+            console_secure_cookie: false,
         }
     }
 }
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 13] = [
     "listen",
     "user_header",
     "session_header",
@@ -80,6 +89,8 @@ const KEYS: [&str; 11] = [
     "shutdown_timeout_ms",
     "ready_timeout_ms",
     "output",
+    "console",
+    "console_secure_cookie",
 ];
 
 fn key(k: &str) -> String {
@@ -93,6 +104,17 @@ fn string<'a>(t: &'a toml::Table, k: &str) -> Result<Option<&'a str>, ConfigErro
         Some(_) => Err(ConfigError::WrongType {
             key: key(k),
             expected: "a string",
+        }),
+    }
+}
+
+fn boolean(t: &toml::Table, k: &str, default: bool) -> Result<bool, ConfigError> {
+    match t.get(k) {
+        None => Ok(default),
+        Some(Value::Boolean(b)) => Ok(*b),
+        Some(_) => Err(ConfigError::WrongType {
+            key: key(k),
+            expected: "a boolean",
         }),
     }
 }
@@ -184,6 +206,8 @@ impl ServeConfig {
             output: string(t, "output")?
                 .filter(|s| !s.trim().is_empty())
                 .map(PathBuf::from),
+            console: boolean(t, "console", d.console)?,
+            console_secure_cookie: boolean(t, "console_secure_cookie", d.console_secure_cookie)?,
         })
     }
 }
@@ -212,7 +236,8 @@ mod tests {
             "[serve]\nlisten = \"127.0.0.1:9000\"\nuser_header = \"X-User\"\n\
              session_header = \"X-Sess\"\ndecide_status = \"native\"\nmax_body_bytes = 4096\n\
              max_line_bytes = 1024\nqueue_capacity = 5\negress_workers = 3\n\
-             shutdown_timeout_ms = 200\nready_timeout_ms = 300\noutput = \"trail.jsonl\"",
+             shutdown_timeout_ms = 200\nready_timeout_ms = 300\noutput = \"trail.jsonl\"\n\
+             console = false\nconsole_secure_cookie = true",
         )
         .unwrap();
         assert_eq!(c.listen.port(), 9000);
@@ -223,6 +248,7 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_millis(200));
         assert_eq!(c.ready_timeout, Duration::from_millis(300));
         assert_eq!(c.output, Some(PathBuf::from("trail.jsonl")));
+        assert!(!c.console && c.console_secure_cookie);
     }
 
     #[test]
@@ -235,6 +261,7 @@ mod tests {
         assert!(err("[serve]\nuser_header = \"a b\"").contains("`serve.user_header`"));
         assert!(err("[serve]\nqueue_capacity = 0").contains("`serve.queue_capacity`"));
         assert!(err("[serve]\negress_workers = 0").contains("`serve.egress_workers`"));
+        assert!(err("[serve]\nconsole = \"yes\"").contains("`serve.console`"));
         assert!(err("[serve]\nmax_body_bytes = 2000\nmax_line_bytes = 4000")
             .contains("`serve.max_line_bytes`"));
     }
