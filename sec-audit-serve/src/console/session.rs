@@ -42,7 +42,7 @@ impl Role {
 }
 
 /// One logged-in operator, as a request sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     pub role: Role,
     /// The CSRF token every form of this session carries.
@@ -50,6 +50,15 @@ pub struct Session {
     /// Recorded as the actor of this session's changes
     /// (`console:<name>`).
     pub actor: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("role", &self.role)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Stored {
