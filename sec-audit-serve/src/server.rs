@@ -26,8 +26,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{Access, Tokens};
-use crate::console::{self, Console};
 use crate::config::{DecideStatus, ServeConfig};
+use crate::console::{self, Console};
 use crate::ingest::{self, Batch, LineError, MAX_REPORTED_ERRORS};
 use crate::metrics::{Metrics, Outcome, Source};
 
@@ -143,11 +143,7 @@ fn first_header<'a>(h: &'a HeaderMap, names: &[&'static str]) -> Option<Cow<'a, 
 
 /// Reads a body of at most `max` bytes: `Err` is the reply (413 too large,
 /// 400 unreadable).
-pub(crate) async fn read_body(
-    headers: &HeaderMap,
-    body: Body,
-    max: usize,
-) -> Result<Bytes, Reply> {
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Reply> {
     let too_large = || {
         text(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -831,11 +827,7 @@ async fn revoke_block(
     let Some(reason) = reason else {
         return text(StatusCode::BAD_REQUEST, "`?reason=` is required\n");
     };
-    match blocking(&s, move |rt| {
-        rt.unblock(&scope, &value, &reason, API_ACTOR)
-    })
-    .await
-    {
+    match blocking(&s, move |rt| rt.unblock(&scope, &value, &reason, API_ACTOR)).await {
         Ok(removed) => json_reply(StatusCode::OK, &json!({"removed": removed})),
         Err(r) => r,
     }

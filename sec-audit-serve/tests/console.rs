@@ -1,7 +1,7 @@
 //! The operator console in a real browser: headless Chromium (Debian's
 //! `chromium`) through chromedriver, against a `serve` on loopback with
-//! real Redis and Postgres. Screenshots of every page go to
-//! `docs/console/`.
+//! real Redis and Postgres. Screenshots of every page (and of the XSS
+//! probe rendered as text) go to `docs/console/`.
 
 mod common;
 
@@ -58,7 +58,9 @@ fn api_block<'a>(blocks: &'a [Value], scope: &str, value: &str) -> Option<&'a Va
 /// Failed logins from the attacker until the engine blocks it, then a
 /// request from it that `/v1/decide` denies: decisions for the chart.
 fn make_traffic(s: &Serve) {
-    let lines: Vec<String> = (0..4).map(|_| failed_login(ATTACKER_IP, "victim")).collect();
+    let lines: Vec<String> = (0..4)
+        .map(|_| failed_login(ATTACKER_IP, "victim"))
+        .collect();
     let r = request(
         s.addr,
         "POST",
@@ -119,7 +121,12 @@ async fn an_operator_blocks_and_unblocks_in_a_browser() {
     let url = base(&s);
 
     // Without a session every page leads to the login.
-    for page in ["/ui/", "/ui/blocks", "/ui/decisions", "/ui/block?scope=ip&value=1.2.3.4"] {
+    for page in [
+        "/ui/",
+        "/ui/blocks",
+        "/ui/decisions",
+        "/ui/block?scope=ip&value=1.2.3.4",
+    ] {
         b.goto(&format!("{url}{page}")).await;
         b.wait("#login").await;
         assert_eq!(b.path().await, "/ui/login", "{page}");
@@ -158,10 +165,16 @@ async fn an_operator_blocks_and_unblocks_in_a_browser() {
     make_traffic(&s);
     b.goto(&format!("{url}/ui/")).await;
     let hour: u64 = b.text("#hour-total").await.parse().expect("a number");
-    assert!(hour >= 2, "block_applied and blocked in the last hour: {hour}");
+    assert!(
+        hour >= 2,
+        "block_applied and blocked in the last hour: {hour}"
+    );
     assert!(b.count("#chart rect").await >= 2, "bars in the chart");
     let legend = b.text("#legend").await;
-    assert!(legend.contains("blocked") && legend.contains("block_applied"), "{legend}");
+    assert!(
+        legend.contains("blocked") && legend.contains("block_applied"),
+        "{legend}"
+    );
     assert!(b.text("#by-scope").await.contains("ip"));
     assert!(b.text("#by-rule").await.contains("brute_force_login"));
     // Nothing came from anywhere but serve itself.
@@ -181,13 +194,17 @@ async fn an_operator_blocks_and_unblocks_in_a_browser() {
         .await;
     b.fill("#value", "mallory").await;
     b.click("#duration-permanent").await;
-    b.fill("#reason", "credential stuffing from many addresses").await;
+    b.fill("#reason", "credential stuffing from many addresses")
+        .await;
     b.screenshot("add").await;
     b.click("#add button[type=submit]").await;
     b.wait("#active").await;
     assert_eq!(b.path().await, "/ui/block?scope=user&value=mallory");
     let active = b.text("#active").await;
-    assert!(active.contains("credential stuffing from many addresses"), "{active}");
+    assert!(
+        active.contains("credential stuffing from many addresses"),
+        "{active}"
+    );
     assert!(active.contains("console:ann"), "the actor: {active}");
     assert!(active.contains("never (permanent)"), "{active}");
     // The same block API: the entry carries the actor, block_applied was
@@ -241,7 +258,8 @@ async fn an_operator_blocks_and_unblocks_in_a_browser() {
         .await;
     b.click("#revoke button[type=submit]").await;
     assert!(b.text("#error-message").await.contains("needs a reason"));
-    b.goto(&format!("{url}/ui/block?scope=user&value=mallory")).await;
+    b.goto(&format!("{url}/ui/block?scope=user&value=mallory"))
+        .await;
     b.fill("#revoke-reason", "appeal accepted").await;
     b.click("#revoke button[type=submit]").await;
     assert!(b.text("#revoked-notice").await.starts_with("Revoked"));
@@ -252,7 +270,10 @@ async fn an_operator_blocks_and_unblocks_in_a_browser() {
         "console:ann",
         "appeal accepted",
     ] {
-        assert!(trail.contains(needle), "{needle} not in the trail:\n{trail}");
+        assert!(
+            trail.contains(needle),
+            "{needle} not in the trail:\n{trail}"
+        );
     }
     assert_eq!(b.count("#trail tbody tr").await, 1);
     assert!(
@@ -266,8 +287,14 @@ async fn an_operator_blocks_and_unblocks_in_a_browser() {
                 && r["attributes"]["scope.value"] == "mallory"
         })
     });
-    assert_eq!(revoked["attributes"]["enforcement.revoked_by"], "console:ann");
-    assert_eq!(revoked["attributes"]["enforcement.reason"], "appeal accepted");
+    assert_eq!(
+        revoked["attributes"]["enforcement.revoked_by"],
+        "console:ann"
+    );
+    assert_eq!(
+        revoked["attributes"]["enforcement.reason"],
+        "appeal accepted"
+    );
     b.goto(&format!("{url}/ui/blocks?value=mallory")).await;
     b.wait("#no-blocks").await;
 
@@ -290,12 +317,19 @@ async fn an_operator_blocks_and_unblocks_in_a_browser() {
     // Recent decisions, filtered by type and rule.
     b.click("header nav a[href='/ui/decisions']").await;
     let all = b.text("table.records").await;
-    for needle in ["blocked", "block_applied", "block_revoked", "brute_force_login"] {
+    for needle in [
+        "blocked",
+        "block_applied",
+        "block_revoked",
+        "brute_force_login",
+    ] {
         assert!(all.contains(needle), "{needle} not in\n{all}");
     }
     b.screenshot("decisions").await;
-    b.goto(&format!("{url}/ui/decisions?type=blocked&rule=brute_force_login"))
-        .await;
+    b.goto(&format!(
+        "{url}/ui/decisions?type=blocked&rule=brute_force_login"
+    ))
+    .await;
     let rows = b.count("table.records tbody tr").await;
     assert!(rows >= 1);
     assert_eq!(
@@ -303,8 +337,32 @@ async fn an_operator_blocks_and_unblocks_in_a_browser() {
         rows,
         "only blocked records"
     );
-    b.goto(&format!("{url}/ui/decisions?type=block_revoked")).await;
+    b.goto(&format!("{url}/ui/decisions?type=block_revoked"))
+        .await;
     assert!(!b.text("table.records").await.contains("brute_force_login"));
+
+    // More blocks than a page holds: 50 a page, with links between them.
+    for i in 0..52 {
+        let body = format!(r#"{{"scope":"user","value":"bulk-{i:02}","ttl":600,"reason":"bulk"}}"#);
+        let r = request(
+            s.addr,
+            "POST",
+            "/v1/blocks",
+            &bearer(ADMIN),
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    b.goto(&format!("{url}/ui/blocks?rule=manual")).await;
+    let matching = b.text("#matching").await;
+    assert!(matching.contains("page 1 of 2"), "{matching}");
+    assert_eq!(b.count("#blocks tbody tr").await, 50);
+    b.click("nav.pager a[rel=next]").await;
+    b.wait("nav.pager a[rel=prev]").await;
+    assert!(b.text("#matching").await.contains("page 2 of 2"));
+    assert!(b.path().await.contains("rule=manual"), "the filter is kept");
+    // 52 bulk + mallory + sess-42 manual blocks.
+    assert_eq!(b.count("#blocks tbody tr").await, 4);
 
     // Logging out ends the session.
     b.click("header form button").await;
@@ -334,9 +392,13 @@ async fn xss_is_inert_csrf_is_required_and_read_only_cannot_revoke() {
     b.wait("#active").await;
     assert!(!b.dialog_open().await, "a dialog opened on the block page");
     assert_eq!(b.text("#subject-value").await, XSS);
-    assert!(b.text("#active").await.contains("<script>alert(2)</script>"));
+    assert!(b
+        .text("#active")
+        .await
+        .contains("<script>alert(2)</script>"));
     assert_eq!(b.count("main img").await, 0, "an img element was injected");
     assert_eq!(b.count("main script").await, 0);
+    b.screenshot("xss").await;
     for page in ["/ui/blocks", "/ui/", "/ui/decisions"] {
         b.goto(&format!("{url}{page}")).await;
         b.wait("main").await;
@@ -348,7 +410,10 @@ async fn xss_is_inert_csrf_is_required_and_read_only_cannot_revoke() {
     }
     // The policy is the strict one, on every page.
     let r = get(s.addr, "/ui/login", "");
-    assert_eq!(r.header("content-security-policy"), Some(sec_audit_serve::console::CSP));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some(sec_audit_serve::console::CSP)
+    );
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
 
     // A form posted without its CSRF token is refused (403) and changes

@@ -231,7 +231,10 @@ fn ban_revoke_reban_keeps_the_audit_trail() {
     assert!(s.active_temp_blocks(None).expect("list").is_empty());
 
     // The trail: both rows, newest first, the revocation with who and why.
-    let trail = s.trail(&scope, 10).expect("trail").expect("postgres keeps one");
+    let trail = s
+        .trail(&scope, 10)
+        .expect("trail")
+        .expect("postgres keeps one");
     assert_eq!(trail.len(), 2);
     assert!(trail[0].entry.revoked_at.is_none());
     assert_eq!(trail[0].revoked_by, "");

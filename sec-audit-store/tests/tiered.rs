@@ -335,7 +335,10 @@ fn revoking_removes_both_tiers_and_keeps_the_row_as_history() {
     let trail = e.store.trail(&user, 10).expect("trail").expect("kept");
     assert_eq!(trail.len(), 2);
     assert_eq!(
-        (trail[1].revoked_by.as_str(), trail[1].revoked_reason.as_str()),
+        (
+            trail[1].revoked_by.as_str(),
+            trail[1].revoked_reason.as_str()
+        ),
         ("ops", "appeal")
     );
     assert!(trail[0].entry.revoked_at.is_none());

@@ -228,6 +228,8 @@ fn current<'a>(s: &'a AppState, headers: &HeaderMap) -> Option<(&'a Console, Ses
 
 /// A GET page's guard: the session, or the answer (login redirect; 404
 /// when the console is off).
+// The error is the whole answer, returned once per request.
+#[allow(clippy::result_large_err)]
 fn page_guard<'a>(s: &'a AppState, headers: &HeaderMap) -> Result<(&'a Console, Session), Reply> {
     if s.console.is_none() {
         return Err(off());
@@ -245,6 +247,7 @@ fn cross_site(headers: &HeaderMap) -> bool {
 
 /// A POST's guard: a live session and its CSRF token in the form; for a
 /// write, the admin role.
+#[allow(clippy::result_large_err)]
 fn post_guard<'a>(
     s: &'a AppState,
     headers: &HeaderMap,
@@ -286,7 +289,9 @@ fn post_guard<'a>(
 }
 
 /// Reads a form body (bounded); `Err` is the answer.
-async fn form<T: for<'de> Deserialize<'de>>(req: Request) -> Result<(HeaderMap, T, Request<()>), Reply> {
+async fn form<T: for<'de> Deserialize<'de>>(
+    req: Request,
+) -> Result<(HeaderMap, T, Request<()>), Reply> {
     let (parts, body) = req.into_parts();
     let bytes = read_body(&parts.headers, body, MAX_FORM_BYTES).await?;
     let value = serde_urlencoded::from_bytes::<T>(&bytes)
@@ -317,7 +322,10 @@ fn login_page(
     csrf: Option<String>,
 ) -> Reply {
     let Some(csrf) = csrf.or_else(session::random_hex) else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "no random bytes available\n");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no random bytes available\n",
+        );
     };
     let mut r = html(
         status,
@@ -441,12 +449,18 @@ async fn login(State(s): St, req: Request) -> Reply {
         }
     };
     let actor = if name.is_empty() {
-        format!("console:{}", if role == Role::Admin { "admin" } else { "read" })
+        format!(
+            "console:{}",
+            if role == Role::Admin { "admin" } else { "read" }
+        )
     } else {
         format!("console:{name}")
     };
     let Some((id, _)) = c.sessions.open(role, actor, now) else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "no random bytes available\n");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no random bytes available\n",
+        );
     };
     let mut r = see_other("/ui/");
     let h = r.headers_mut();
@@ -524,7 +538,10 @@ async fn not_found(State(s): St, headers: HeaderMap) -> Reply {
 }
 
 /// Every active block (permanent, then temporary).
-async fn all_blocks(s: &Arc<AppState>, scope: Option<String>) -> Result<Vec<BlockEntry>, CallError> {
+async fn all_blocks(
+    s: &Arc<AppState>,
+    scope: Option<String>,
+) -> Result<Vec<BlockEntry>, CallError> {
     store_call(s, move |rt| {
         let mut all = rt.list_active_blocks(scope.as_deref())?;
         all.extend(rt.list_temp_blocks(scope.as_deref())?);
@@ -619,7 +636,10 @@ async fn new_block(State(s): St, headers: HeaderMap) -> Reply {
     }
     html(
         StatusCode::OK,
-        &pages::NewBlock::blank(Page::new(Some(layout), "Add a block"), block_scopes(&s.runtime)),
+        &pages::NewBlock::blank(
+            Page::new(Some(layout), "Add a block"),
+            block_scopes(&s.runtime),
+        ),
     )
 }
 

@@ -341,11 +341,7 @@ impl Chart {
                     w: round1(slot - 2.0),
                     h: round1(h),
                     class: t,
-                    title: format!(
-                        "{} min ago: {count} {}",
-                        ago,
-                        short_type(EventType::ALL[t])
-                    ),
+                    title: format!("{} min ago: {count} {}", ago, short_type(EventType::ALL[t])),
                 });
             }
         }
@@ -799,6 +795,8 @@ mod tests {
         assert_eq!(c.segments.len(), 3);
         assert!(c.segments[0].y > c.segments[1].y, "stacked upwards");
         assert_eq!(c.grid.last().map(|g| g.label), Some(10));
-        assert!(c.segments[2].title.starts_with("0 min ago: 3 block_applied"));
+        assert!(c.segments[2]
+            .title
+            .starts_with("0 min ago: 3 block_applied"));
     }
 }

@@ -113,11 +113,7 @@ impl Sessions {
         let mut map = self.lock();
         map.retain(|_, s| alive(s, now));
         if map.len() >= MAX_SESSIONS {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, s)| s.last_seen)
-                .map(|(k, _)| *k)
-            {
+            if let Some(oldest) = map.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k) {
                 map.remove(&oldest);
             }
         }
@@ -290,8 +286,12 @@ mod tests {
         let t0 = Instant::now();
         let (first, _) = s.open(Role::Read, String::new(), t0).unwrap();
         for i in 1..=MAX_SESSIONS as u32 {
-            s.open(Role::Read, String::new(), t0 + Duration::from_millis(i.into()))
-                .unwrap();
+            s.open(
+                Role::Read,
+                String::new(),
+                t0 + Duration::from_millis(i.into()),
+            )
+            .unwrap();
         }
         assert_eq!(s.len(), MAX_SESSIONS);
         assert!(s.get(&first, t0 + Duration::from_secs(1)).is_none());
@@ -316,7 +316,10 @@ mod tests {
         }
         let wait = l.check(Some(a), t0).unwrap_err();
         assert_eq!(wait, LOGIN_REFILL_SECS as u64);
-        assert!(l.check(Some(b), t0).is_ok(), "another client is not limited");
+        assert!(
+            l.check(Some(b), t0).is_ok(),
+            "another client is not limited"
+        );
         let later = t0 + Duration::from_secs_f64(LOGIN_REFILL_SECS);
         assert!(l.check(Some(a), later).is_ok(), "refilled");
     }

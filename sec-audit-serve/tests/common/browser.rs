@@ -51,7 +51,9 @@ fn redis_conn() -> redis::Connection {
         .unwrap_or_else(|e| panic!("SEC_AUDIT_TEST_REDIS_URL {url} is invalid: {e}"));
     client
         .get_connection_with_timeout(Duration::from_secs(3))
-        .unwrap_or_else(|e| panic!("Redis is required for this test but is not reachable at {url}: {e}"))
+        .unwrap_or_else(|e| {
+            panic!("Redis is required for this test but is not reachable at {url}: {e}")
+        })
 }
 
 fn pg() -> diesel::PgConnection {
@@ -107,7 +109,10 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = pg().batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema));
+        let _ = pg().batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema
+        ));
         let mut conn = redis_conn();
         let mut cursor: u64 = 0;
         for _ in 0..10_000 {
@@ -151,7 +156,8 @@ async fn driver_ready(url: &str) -> bool {
     let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(2), client.get(uri)).await else {
         return false;
     };
-    let Ok(Ok(body)) = tokio::time::timeout(Duration::from_secs(2), resp.into_body().collect()).await
+    let Ok(Ok(body)) =
+        tokio::time::timeout(Duration::from_secs(2), resp.into_body().collect()).await
     else {
         return false;
     };
@@ -167,8 +173,15 @@ struct Cdp {
 }
 
 impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or("")))
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or("")
+        ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
@@ -240,18 +253,16 @@ impl Browser {
         let serde_json::Value::Object(caps) = caps else {
             unreachable!()
         };
-        let client = ClientBuilder::new(
-            hyper_util::client::legacy::connect::HttpConnector::new(),
-        )
-        .capabilities(caps)
-        .connect(&url)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "no WebDriver session: {e}\n{}",
-                driver.read("chromedriver.log")
-            )
-        });
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no WebDriver session: {e}\n{}",
+                    driver.read("chromedriver.log")
+                )
+            });
         Browser {
             client,
             _driver: driver,
@@ -315,7 +326,9 @@ impl Browser {
 
     pub async fn fill(&self, css: &str, value: &str) {
         let e = self.wait(css).await;
-        e.clear().await.unwrap_or_else(|e| panic!("clear {css}: {e}"));
+        e.clear()
+            .await
+            .unwrap_or_else(|e| panic!("clear {css}: {e}"));
         e.send_keys(value)
             .await
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
