@@ -11,12 +11,13 @@ use sec_audit_serve::Tokens;
 use serde_json::Value;
 
 const XSS: &str = "<img src=x onerror=alert(1)>";
+const ENGINE_XSS: &str = "\"><svg onload=alert(4)>";
 const ATTACKER_IP: &str = "203.0.113.9";
 
-fn config(scratch: &Scratch) -> String {
+fn config(scratch: &Scratch, extra: &str) -> String {
     format!(
         "enabled = true\n{}trusted_proxy_cidrs = [\"127.0.0.1/32\"]\ntrusted_proxy_count = 1\n\
-         [[rules]]\nbuiltin = \"brute_force_login\"\nthreshold = 3\n",
+         [[rules]]\nbuiltin = \"brute_force_login\"\nthreshold = 3\n{extra}",
         scratch.store_toml()
     )
 }
@@ -26,8 +27,8 @@ fn tokens() -> Tokens {
 }
 
 /// Starts serve over the scratch stores and waits until it is ready.
-fn start(scratch: &Scratch) -> Serve {
-    let s = Serve::start(&config(scratch), tokens());
+fn start(scratch: &Scratch, extra: &str) -> Serve {
+    let s = Serve::start(&config(scratch, extra), tokens());
     eventually(20, "serve ready", || {
         (get(s.addr, "/readyz", "").status == 200).then_some(())
     });
@@ -116,7 +117,7 @@ async fn page_csrf(b: &Browser) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_blocks_and_unblocks_in_a_browser() {
     let scratch = Scratch::new("console_admin");
-    let s = start(&scratch);
+    let s = start(&scratch, "");
     let b = Browser::start().await;
     let url = base(&s);
 
@@ -376,7 +377,12 @@ async fn an_operator_blocks_and_unblocks_in_a_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xss_is_inert_csrf_is_required_and_read_only_cannot_revoke() {
     let scratch = Scratch::new("console_hostile");
-    let s = start(&scratch);
+    // The engine blocks users too: a user id from an application's event
+    // becomes a block the console shows.
+    let s = start(
+        &scratch,
+        "[rule_actions]\nbrute_force_login = { action = \"block\", scopes = [\"ip\", \"user\"] }\n",
+    );
     let b = Browser::start().await;
     let url = base(&s);
     login(&b, &s, ADMIN, "bob").await;
@@ -399,13 +405,31 @@ async fn xss_is_inert_csrf_is_required_and_read_only_cannot_revoke() {
     assert_eq!(b.count("main img").await, 0, "an img element was injected");
     assert_eq!(b.count("main script").await, 0);
     b.screenshot("xss").await;
+    // And one the engine writes from an application's events.
+    let lines: Vec<String> = (0..3)
+        .map(|_| failed_login("198.51.100.7", ENGINE_XSS))
+        .collect();
+    let r = request(
+        s.addr,
+        "POST",
+        "/v1/events",
+        "",
+        lines.join("\n").as_bytes(),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    eventually(20, "the engine's user block", || {
+        api_block(&api_blocks(&s), "user", ENGINE_XSS).map(|_| ())
+    });
     for page in ["/ui/blocks", "/ui/", "/ui/decisions"] {
         b.goto(&format!("{url}{page}")).await;
         b.wait("main").await;
         assert!(!b.dialog_open().await, "a dialog opened on {page}");
         assert_eq!(b.count("main img").await, 0, "an img element on {page}");
         if page != "/ui/" {
-            assert!(b.main_text().await.contains(XSS), "the text on {page}");
+            let text = b.main_text().await;
+            assert!(text.contains(XSS), "the text on {page}");
+            assert!(text.contains(ENGINE_XSS), "the engine's on {page}");
+            assert_eq!(b.count("main svg").await, 0, "an svg element on {page}");
         }
     }
     // The policy is the strict one, on every page.
