@@ -57,6 +57,19 @@ if ! { command -v caddy >/dev/null || [ -x /usr/bin/caddy ]; }; then
   fi
 fi
 
+# Chromium and chromedriver: the console tests of sec-audit-serve drive a
+# real headless Chromium through chromedriver (WebDriver). Debian installs
+# them as /usr/bin/chromium and /usr/bin/chromedriver.
+if ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing chromium and chromium-driver (the console tests run them)"
+    apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null \
+      || die "could not install chromium and chromium-driver"
+  else
+    die "chromium or chromedriver is missing: install them (apt-get install chromium chromium-driver) to run the console tests"
+  fi
+fi
+
 # Redis
 rh=$(host_of "$SEC_AUDIT_TEST_REDIS_URL"); rp=$(port_of "$SEC_AUDIT_TEST_REDIS_URL" 6379)
 if ! reachable "$rh" "$rp"; then

@@ -134,6 +134,11 @@ impl Enforcer {
         &self.failures
     }
 
+    /// The scrubber of the records this enforcer emits.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.scrubber
+    }
+
     pub fn policy(&self) -> &ActionPolicy {
         &self.policy
     }

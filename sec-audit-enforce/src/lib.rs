@@ -33,4 +33,5 @@ pub use failure_coalescer::{FailureReporter, FailureStats, FAILURE_COUNT_ATTR};
 pub use request::{DenyReason, IngressDecision, RequestView};
 pub use runtime::{BlockApiError, BuildError, ManualBlock, Runtime, RuntimeBuilder};
 pub use safelist::Safelist;
+pub use sec_audit_store::{BlockEntry, TrailRow};
 pub use stores::Stores;

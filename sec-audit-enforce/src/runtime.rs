@@ -16,7 +16,7 @@ use sec_audit_rules::{
     ActionPolicy, Engine, EngineOptions, EvaluationObserver, Rule, ScopeKey, ScopeRegistry,
 };
 use sec_audit_store::aio::{AsyncBlockStore, BlockingPool, LocalBlocks, OffloadedBlocks};
-use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError};
+use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError, TrailRow};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, ConfigError};
@@ -800,6 +800,19 @@ impl Runtime {
         scope_type: Option<&str>,
     ) -> Result<Vec<BlockEntry>, BlockApiError> {
         Ok(self.blocks.active_temp_blocks(scope_type)?)
+    }
+
+    /// The scope's rows in the permanent tier (revoked ones with who, when
+    /// and why), newest first, at most `limit`; `None` when the store keeps
+    /// no trail (memory, Redis-only).
+    pub fn block_trail(
+        &self,
+        scope_type: &str,
+        value: &str,
+        limit: usize,
+    ) -> Result<Option<Vec<TrailRow>>, BlockApiError> {
+        let scope = self.scope_key(scope_type, value)?;
+        Ok(self.blocks.trail(&scope, limit)?)
     }
 
     /// Emits the failure counts still held by the coalescer, then flushes

@@ -116,10 +116,15 @@ impl Tokens {
 
     /// The access the request's `Authorization: Bearer` grants.
     pub fn block_access(&self, headers: &HeaderMap) -> Access {
+        self.access_for(bearer(headers))
+    }
+
+    /// The access a token grants (the console's login form).
+    pub fn access_for(&self, token: Option<&[u8]>) -> Access {
         if !self.block_api_enabled() {
             return Access::Off;
         }
-        let given = bearer(headers).map(digest);
+        let given = token.filter(|t| !t.is_empty()).map(digest);
         // Both comparisons always run: the time taken does not tell which
         // token (if any) matched.
         let admin = matches(self.admin, given);

@@ -51,6 +51,13 @@ pub struct ServeConfig {
     /// The JSONL trail of enforcement records (appended); `None`: standard
     /// output.
     pub output: Option<PathBuf>,
+    /// The operator console under `/ui/` (on by default; it needs the admin
+    /// or read token like the block API).
+    pub console: bool,
+    /// Mark the console's cookies `Secure`: set it when the console is
+    /// reached over HTTPS (a TLS-terminating proxy in front of serve, which
+    /// itself speaks plain HTTP).
+    pub console_secure_cookie: bool,
 }
 
 impl Default for ServeConfig {
@@ -67,6 +74,8 @@ impl Default for ServeConfig {
             shutdown_timeout: Duration::from_secs(10),
             ready_timeout: Duration::from_secs(1),
             output: None,
+            console: true,
+            console_secure_cookie: false,
         }
     }
 }
@@ -101,6 +110,8 @@ struct ServeFile {
     #[serde(default, deserialize_with = "optional_millis::<_, 1, 3600000>")]
     ready_timeout_ms: Option<u64>,
     output: Option<String>,
+    console: Option<bool>,
+    console_secure_cookie: Option<bool>,
 }
 
 fn optional_millis<'de, D: Deserializer<'de>, const LO: u64, const HI: u64>(
@@ -188,6 +199,8 @@ impl ServeConfig {
                 .ready_timeout_ms
                 .map_or(d.ready_timeout, Duration::from_millis),
             output: f.output.filter(|s| !s.trim().is_empty()).map(PathBuf::from),
+            console: f.console.unwrap_or(d.console),
+            console_secure_cookie: f.console_secure_cookie.unwrap_or(d.console_secure_cookie),
         })
     }
 
@@ -224,7 +237,8 @@ mod tests {
             "[serve]\nlisten = \"127.0.0.1:9000\"\nuser_header = \"X-User\"\n\
              session_header = \"X-Sess\"\ndecide_status = \"native\"\nmax_body_bytes = 4096\n\
              max_line_bytes = 1024\nqueue_capacity = 5\negress_workers = 3\n\
-             shutdown_timeout_ms = 200\nready_timeout_ms = 300\noutput = \"trail.jsonl\"",
+             shutdown_timeout_ms = 200\nready_timeout_ms = 300\noutput = \"trail.jsonl\"\n\
+             console = false\nconsole_secure_cookie = true",
         )
         .unwrap();
         assert_eq!(c.listen.port(), 9000);
@@ -235,6 +249,7 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_millis(200));
         assert_eq!(c.ready_timeout, Duration::from_millis(300));
         assert_eq!(c.output, Some(PathBuf::from("trail.jsonl")));
+        assert!(!c.console && c.console_secure_cookie);
     }
 
     #[test]
@@ -247,6 +262,7 @@ mod tests {
         assert!(err("[serve]\nuser_header = \"a b\"").contains("`serve.user_header`"));
         assert!(err("[serve]\nqueue_capacity = 0").contains("`serve.queue_capacity`"));
         assert!(err("[serve]\negress_workers = 0").contains("`serve.egress_workers`"));
+        assert!(err("[serve]\nconsole = \"yes\"").contains("`serve.console`"));
         assert!(err("[serve]\nmax_body_bytes = 2000\nmax_line_bytes = 4000")
             .contains("`serve.max_line_bytes`"));
     }

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod ingest;
 pub mod metrics;
 pub mod server;

@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{Access, Tokens};
 use crate::config::{DecideStatus, ServeConfig};
+use crate::console::{self, Console};
 use crate::ingest::{self, Batch, LineError, MAX_REPORTED_ERRORS};
 use crate::metrics::{Metrics, Outcome, Source};
 
@@ -39,6 +40,8 @@ pub const CLIENT_IP_HEADER: &str = "x-sec-audit-client-ip";
 pub const BLOCK_API_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest body of `POST /v1/blocks`.
 const MAX_BLOCK_BODY: usize = 64 << 10;
+/// The actor the JSON block API records.
+pub const API_ACTOR: &str = "serve:admin";
 /// `Retry-After` of a full queue, seconds.
 const QUEUE_FULL_RETRY_AFTER: &str = "1";
 
@@ -54,13 +57,15 @@ pub struct ShutdownReport {
     pub dropped: u64,
 }
 
-struct AppState {
-    runtime: Arc<Runtime>,
-    queue: EgressQueue,
-    config: ServeConfig,
-    tokens: Tokens,
-    metrics: Arc<Metrics>,
-    draining: AtomicBool,
+pub(crate) struct AppState {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) queue: EgressQueue,
+    pub(crate) config: ServeConfig,
+    pub(crate) tokens: Tokens,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) draining: AtomicBool,
+    /// The operator console (`None`: off).
+    pub(crate) console: Option<Console>,
 }
 
 /// One `sec-audit serve` instance over a built runtime.
@@ -80,7 +85,7 @@ impl std::fmt::Debug for Server {
 
 type Reply = Response;
 
-fn text(status: StatusCode, body: impl Into<String>) -> Reply {
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Reply {
     let mut r = (status, body.into()).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -138,7 +143,7 @@ fn first_header<'a>(h: &'a HeaderMap, names: &[&'static str]) -> Option<Cow<'a, 
 
 /// Reads a body of at most `max` bytes: `Err` is the reply (413 too large,
 /// 400 unreadable).
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Reply> {
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, Reply> {
     let too_large = || {
         text(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -173,6 +178,8 @@ impl Server {
             config.queue_capacity,
             config.egress_workers,
         );
+        let console = (config.console && tokens.block_api_enabled())
+            .then(|| Console::new(&runtime, config.console_secure_cookie));
         Server {
             state: Arc::new(AppState {
                 runtime,
@@ -181,6 +188,7 @@ impl Server {
                 tokens,
                 metrics,
                 draining: AtomicBool::new(false),
+                console,
             }),
         }
     }
@@ -211,6 +219,7 @@ impl Server {
             .route("/metrics", get(metrics))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .merge(console::routes())
             .fallback(|| async { text(StatusCode::NOT_FOUND, "not found\n") })
             .with_state(Arc::clone(&self.state))
     }
@@ -597,25 +606,50 @@ fn block_gate(s: &AppState, headers: &HeaderMap, write: bool) -> Option<Reply> {
     }
 }
 
-fn api_error(s: &AppState, e: &BlockApiError) -> Reply {
-    match e {
-        BlockApiError::Store(store) => {
-            s.metrics.store_error(store.kind());
-            tracing::warn!(kind = store.kind(), "block API: the store failed");
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the block store failed ({})\n", store.kind()),
-            )
+/// Why a block API call through the blocking pool failed.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    Api(BlockApiError),
+    Panicked,
+    TimedOut,
+}
+
+impl CallError {
+    /// The answer's status and a message safe to show (a store error is
+    /// shown by kind only; it is counted and logged by kind here).
+    pub(crate) fn describe(&self, s: &AppState) -> (StatusCode, String) {
+        match self {
+            CallError::Api(BlockApiError::Store(store)) => {
+                s.metrics.store_error(store.kind());
+                tracing::warn!(kind = store.kind(), "block API: the store failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the block store failed ({})", store.kind()),
+                )
+            }
+            // Well formed, but against the configuration: 409.
+            CallError::Api(e @ BlockApiError::Safelisted { .. }) => {
+                (StatusCode::CONFLICT, e.to_string())
+            }
+            CallError::Api(other) => (StatusCode::BAD_REQUEST, other.to_string()),
+            CallError::Panicked => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the store call failed".into(),
+            ),
+            CallError::TimedOut => {
+                s.metrics.store_error("timeout");
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the block store did not answer in time".into(),
+                )
+            }
         }
-        // Well formed, but against the configuration: 409.
-        BlockApiError::Safelisted { .. } => text(StatusCode::CONFLICT, format!("{e}\n")),
-        other => text(StatusCode::BAD_REQUEST, format!("{other}\n")),
     }
 }
 
 /// Runs a store call on the blocking pool, bounded by
 /// [`BLOCK_API_TIMEOUT`].
-async fn blocking<T, F>(s: &Arc<AppState>, f: F) -> Result<T, Reply>
+pub(crate) async fn store_call<T, F>(s: &Arc<AppState>, f: F) -> Result<T, CallError>
 where
     T: Send + 'static,
     F: FnOnce(&Runtime) -> Result<T, BlockApiError> + Send + 'static,
@@ -624,19 +658,55 @@ where
     let task = tokio::task::spawn_blocking(move || f(&st.runtime));
     match tokio::time::timeout(BLOCK_API_TIMEOUT, task).await {
         Ok(Ok(Ok(v))) => Ok(v),
-        Ok(Ok(Err(e))) => Err(api_error(s, &e)),
-        Ok(Err(_)) => Err(text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the store call failed\n",
-        )),
-        Err(_) => {
-            s.metrics.store_error("timeout");
-            Err(text(
-                StatusCode::GATEWAY_TIMEOUT,
-                "the block store did not answer in time\n",
-            ))
-        }
+        Ok(Ok(Err(e))) => Err(CallError::Api(e)),
+        Ok(Err(_)) => Err(CallError::Panicked),
+        Err(_) => Err(CallError::TimedOut),
     }
+}
+
+/// [`store_call`] with a failure as a plain-text answer.
+async fn blocking<T, F>(s: &Arc<AppState>, f: F) -> Result<T, Reply>
+where
+    T: Send + 'static,
+    F: FnOnce(&Runtime) -> Result<T, BlockApiError> + Send + 'static,
+{
+    store_call(s, f).await.map_err(|e| {
+        let (status, msg) = e.describe(s);
+        text(status, msg + "\n")
+    })
+}
+
+/// The checks every way of adding a block applies (the JSON API and the
+/// console's form), then the request for [`Runtime::block`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn manual_block(
+    scope: String,
+    value: String,
+    ttl: Option<u64>,
+    reason: String,
+    status_code: Option<u16>,
+    message: Option<String>,
+    actor: &str,
+) -> Result<ManualBlock, String> {
+    if reason.trim().is_empty() {
+        return Err("`reason` must not be empty".into());
+    }
+    if ttl == Some(0) {
+        return Err("`ttl` must be at least 1 second".into());
+    }
+    if let Some(code) = status_code.filter(|c| !(100..=599).contains(c)) {
+        return Err(format!("`status_code` must be 100-599 (got {code})"));
+    }
+    Ok(ManualBlock {
+        scope_type: scope,
+        value,
+        ttl,
+        reason,
+        status_code,
+        message,
+        actor: Some(actor.to_string()),
+        ..ManualBlock::default()
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -719,27 +789,17 @@ async fn add_block(State(s): State<Arc<AppState>>, req: Request) -> Reply {
             )
         }
     };
-    if b.reason.trim().is_empty() {
-        return text(StatusCode::BAD_REQUEST, "`reason` must not be empty\n");
-    }
-    if b.ttl == Some(0) {
-        return text(StatusCode::BAD_REQUEST, "`ttl` must be at least 1 second\n");
-    }
-    if let Some(code) = b.status_code.filter(|c| !(100..=599).contains(c)) {
-        return text(
-            StatusCode::BAD_REQUEST,
-            format!("`status_code` must be 100-599 (got {code})\n"),
-        );
-    }
-    let manual = ManualBlock {
-        scope_type: b.scope,
-        value: b.value,
-        ttl: b.ttl,
-        reason: b.reason,
-        status_code: b.status_code,
-        message: b.message,
-        actor: Some("serve:admin".into()),
-        ..ManualBlock::default()
+    let manual = match manual_block(
+        b.scope,
+        b.value,
+        b.ttl,
+        b.reason,
+        b.status_code,
+        b.message,
+        API_ACTOR,
+    ) {
+        Ok(m) => m,
+        Err(reason) => return text(StatusCode::BAD_REQUEST, reason + "\n"),
     };
     match blocking(&s, move |rt| rt.block(&manual)).await {
         Ok(entry) => json_reply(StatusCode::CREATED, &entry_json(&entry)),
@@ -771,11 +831,7 @@ async fn revoke_block(
     let Some(reason) = reason else {
         return text(StatusCode::BAD_REQUEST, "`?reason=` is required\n");
     };
-    match blocking(&s, move |rt| {
-        rt.unblock(&scope, &value, &reason, "serve:admin")
-    })
-    .await
-    {
+    match blocking(&s, move |rt| rt.unblock(&scope, &value, &reason, API_ACTOR)).await {
         Ok(removed) => json_reply(StatusCode::OK, &json!({"removed": removed})),
         Err(r) => r,
     }

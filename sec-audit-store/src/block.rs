@@ -77,6 +77,18 @@ impl BlockEntry {
     }
 }
 
+/// One row of a scope's history in the permanent tier (the audit trail):
+/// the block as written and, once revoked (`entry.revoked_at`), who revoked
+/// it and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrailRow {
+    pub entry: BlockEntry,
+    /// Empty while the row is not revoked.
+    pub revoked_by: String,
+    /// Empty while the row is not revoked.
+    pub revoked_reason: String,
+}
+
 /// A block to write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewBlock {
@@ -139,6 +151,12 @@ pub trait BlockStore: Send + Sync {
     /// Active temporary entries with their expiry, optionally of one scope
     /// type. For operator tooling, never the request path.
     fn active_temp_blocks(&self, scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError>;
+    /// The scope's rows in the permanent tier, revoked ones included, newest
+    /// first, at most `limit`. `None`: this store keeps no trail (memory,
+    /// Redis: a revoked entry is simply gone). For operator tooling.
+    fn trail(&self, _scope: &ScopeKey, _limit: usize) -> Result<Option<Vec<TrailRow>>, StoreError> {
+        Ok(None)
+    }
     /// True when every call answers from process memory, without I/O (an
     /// async caller may then call it inline instead of off its executor).
     fn answers_locally(&self) -> bool {

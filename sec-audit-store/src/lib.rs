@@ -21,7 +21,7 @@ pub mod redis_state;
 pub mod stats;
 pub mod tiered;
 
-pub use block::{BlockEntry, BlockStore, NewBlock, StoreError};
+pub use block::{BlockEntry, BlockStore, NewBlock, StoreError, TrailRow};
 pub use config::{
     check_tls_ca_file, redact_url, PostgresConfig, RedisConfig, TieredOptions, DEFAULT_KEY_PREFIX,
 };

@@ -135,6 +135,12 @@ mod tests {
     }
 
     #[test]
+    fn keeps_no_trail() {
+        let s = MemoryBlockStore::new(Arc::new(ManualClock::at_secs(100.0)));
+        assert_eq!(s.trail(&ScopeKey::new("user", "u"), 10), Ok(None));
+    }
+
+    #[test]
     fn temp_blocks_expire_at_exactly_expires_at() {
         let clock = Arc::new(ManualClock::at_secs(100.0));
         let s = MemoryBlockStore::new(clock.clone());

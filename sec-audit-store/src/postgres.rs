@@ -25,7 +25,7 @@ use sec_audit_core::Clock;
 use sec_audit_rules::ScopeKey;
 use serde_json::{Map, Value};
 
-use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError};
+use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError, TrailRow};
 use crate::config::PostgresConfig;
 use crate::failfast::FailFast;
 use crate::limits::{self, MAX_REASON_CHARS, MAX_REVOKED_BY_CHARS};
@@ -199,6 +199,16 @@ impl Row {
             metadata,
         }
     }
+}
+
+#[derive(QueryableByName)]
+struct TrailDbRow {
+    #[diesel(embed)]
+    block: Row,
+    #[diesel(sql_type = Text)]
+    revoked_by: String,
+    #[diesel(sql_type = Text)]
+    revoked_reason: String,
 }
 
 #[derive(QueryableByName)]
@@ -644,6 +654,34 @@ impl BlockStore for PostgresBlockStore {
     /// Postgres holds no temporary blocks.
     fn active_temp_blocks(&self, _scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Every row of the scope (revocation is a soft delete, so the table is
+    /// the trail), newest first.
+    fn trail(&self, scope: &ScopeKey, limit: usize) -> Result<Option<Vec<TrailRow>>, StoreError> {
+        if limits::check_scope(scope.scope(), scope.value()).is_err() {
+            return Ok(Some(Vec::new()));
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<TrailDbRow> = self.with_conn(1, |conn| {
+            Ok(diesel::sql_query(format!(
+                "SELECT {COLS}, revoked_by, revoked_reason FROM permanent_blocks \
+                 WHERE scope_type = $1 AND scope_value = $2 ORDER BY created_at DESC, id DESC LIMIT $3"
+            ))
+            .bind::<Text, _>(scope.scope())
+            .bind::<Text, _>(scope.value())
+            .bind::<BigInt, _>(limit)
+            .load(conn)?)
+        })?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|r| TrailRow {
+                    entry: r.block.into_entry(),
+                    revoked_by: r.revoked_by,
+                    revoked_reason: r.revoked_reason,
+                })
+                .collect(),
+        ))
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::Instant;
 use sec_audit_core::Clock;
 use sec_audit_rules::ScopeKey;
 
-use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError};
+use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError, TrailRow};
 use crate::config::TieredOptions;
 use crate::postgres::PostgresBlockStore;
 use crate::redis_block::RedisBlockStore;
@@ -738,6 +738,11 @@ impl BlockStore for TieredBlockStore {
     /// Active temporary blocks, from Redis (SCAN).
     fn active_temp_blocks(&self, scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError> {
         self.redis.active_temp_blocks(scope_type)
+    }
+
+    /// The permanent tier's trail, from Postgres.
+    fn trail(&self, scope: &ScopeKey, limit: usize) -> Result<Option<Vec<TrailRow>>, StoreError> {
+        self.pg.trail(scope, limit)
     }
 }
 

@@ -229,6 +229,23 @@ fn ban_revoke_reban_keeps_the_audit_trail() {
     assert_eq!(s.active_blocks(Some("user")).expect("list").len(), 1);
     assert!(s.active_blocks(Some("ip")).expect("list").is_empty());
     assert!(s.active_temp_blocks(None).expect("list").is_empty());
+
+    // The trail: both rows, newest first, the revocation with who and why.
+    let trail = s
+        .trail(&scope, 10)
+        .expect("trail")
+        .expect("postgres keeps one");
+    assert_eq!(trail.len(), 2);
+    assert!(trail[0].entry.revoked_at.is_none());
+    assert_eq!(trail[0].revoked_by, "");
+    assert!(trail[1].entry.revoked_at.is_some());
+    assert_eq!(trail[1].revoked_by, "ops@example");
+    assert_eq!(trail[1].revoked_reason, "appeal accepted");
+    assert_eq!(trail[1].entry.metadata["failure_count"], json!(7));
+    assert!(trail[0].entry.created_at >= trail[1].entry.created_at);
+    assert_eq!(s.trail(&scope, 1).expect("trail").map(|t| t.len()), Some(1));
+    let other = ScopeKey::new("user", "nobody");
+    assert_eq!(s.trail(&other, 10).expect("trail"), Some(Vec::new()));
 }
 
 #[test]

@@ -329,6 +329,20 @@ fn revoking_removes_both_tiers_and_keeps_the_row_as_history() {
     assert_eq!(e.store.unblock(&ip, "r", "ops").expect("unblock"), 1);
     assert!(e.store.get_active(&ip).expect("lookup").is_none());
     e.redis.assert_all_keys_have_ttl();
+
+    // The trail is the permanent tier's: the user's two rows, none for the
+    // temp-blocked ip.
+    let trail = e.store.trail(&user, 10).expect("trail").expect("kept");
+    assert_eq!(trail.len(), 2);
+    assert_eq!(
+        (
+            trail[1].revoked_by.as_str(),
+            trail[1].revoked_reason.as_str()
+        ),
+        ("ops", "appeal")
+    );
+    assert!(trail[0].entry.revoked_at.is_none());
+    assert_eq!(e.store.trail(&ip, 10).expect("trail"), Some(Vec::new()));
 }
 
 #[test]

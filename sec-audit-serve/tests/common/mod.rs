@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use sec_audit_enforce::{Config, Runtime, Sink};
 use sec_audit_serve::{ServeConfig, Server, ShutdownReport, Tokens};
 
+pub mod browser;
 pub mod proxy;
 
 pub const ADMIN: &str = "admin-token-for-tests-0123456789";
