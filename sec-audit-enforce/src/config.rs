@@ -1063,7 +1063,7 @@ mod tests {
         assert_eq!(d.safelist, SafelistConfig::default());
         assert_eq!(d.escalation, None);
         for (text, key) in [
-            ("[safelist]\nips = [\"300.1.1.1\"]", "`safelist.ips`"),
+            ("[safelist]\nips = [\"300.1.1.1\"]", "`safelist.ips[0]`"),
             ("[safelist]\nips = \"10.0.0.1\"", "`safelist.ips`"),
             ("[safelist]\nip = []", "`safelist.ip`"),
             ("safelist = 1", "`safelist`"),

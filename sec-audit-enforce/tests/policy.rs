@@ -531,8 +531,8 @@ fn retry_after_on_every_temp_block_denial_and_none_for_permanent() {
 #[test]
 fn safelist_and_escalation_values_are_validated() {
     for (text, key) in [
-        ("[safelist]\nusers = [\"\"]", "`safelist.users`"),
-        ("[safelist]\nsessions = [\" \"]", "`safelist.sessions`"),
+        ("[safelist]\nusers = [\"\"]", "`safelist.users[0]`"),
+        ("[safelist]\nsessions = [\" \"]", "`safelist.sessions[0]`"),
         (
             "[escalation]\nfactor = 0.5\nmax_ttl = 10\nwindow = 10",
             "`escalation.factor`",
