@@ -367,6 +367,24 @@ fn parse_action(name: &str, v: &Value) -> Result<ActionSpec, ConfigError> {
                         Value::String(s) => spec.message = Some(s.clone()),
                         _ => return Err(ConfigError::wrong(key, "a string")),
                     },
+                    "range_prefix_v4" | "range_prefix_v6" => {
+                        let max = if k == "range_prefix_v4" { 32 } else { 128 };
+                        let len = match v {
+                            Value::Integer(i) if (0..=max).contains(i) => *i as u8,
+                            Value::Integer(i) => {
+                                return Err(ConfigError::invalid(
+                                    key,
+                                    format!("must be 0-{max} (got {i})"),
+                                ))
+                            }
+                            _ => return Err(ConfigError::wrong(key, "an integer")),
+                        };
+                        if k == "range_prefix_v4" {
+                            spec.range_prefix_v4 = Some(len);
+                        } else {
+                            spec.range_prefix_v6 = Some(len);
+                        }
+                    }
                     _ => return Err(ConfigError::UnknownKey(key)),
                 }
             }
@@ -799,6 +817,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("`redis_pool_size`"));
+    }
+
+    #[test]
+    fn rule_actions_range_prefixes() {
+        let c = Config::from_toml_str(
+            "[rule_actions]\nx = { action = \"temp_block\", range_prefix_v4 = 24, range_prefix_v6 = 64 }",
+        )
+        .unwrap();
+        assert_eq!(c.rule_actions["x"].range_prefix_v4, Some(24));
+        assert_eq!(c.rule_actions["x"].range_prefix_v6, Some(64));
+        let err = |t: &str| Config::from_toml_str(t).unwrap_err().to_string();
+        assert!(
+            err("[rule_actions]\nx = { action = \"alert\", range_prefix_v4 = 33 }")
+                .contains("`rule_actions.x.range_prefix_v4`")
+        );
+        assert!(
+            err("[rule_actions]\nx = { action = \"alert\", range_prefix_v6 = 129 }")
+                .contains("`rule_actions.x.range_prefix_v6`")
+        );
+        assert!(
+            err("[rule_actions]\nx = { action = \"alert\", range_prefix_v6 = \"48\" }")
+                .contains("`rule_actions.x.range_prefix_v6`")
+        );
     }
 
     #[test]

@@ -50,6 +50,11 @@ pub struct ActionSpec {
     pub ttl: Option<u64>,
     pub status_code: Option<u16>,
     pub message: Option<String>,
+    /// An ip block blocks the offending address's covering IPv4 range of
+    /// this prefix length (0..=32; 32: the address itself).
+    pub range_prefix_v4: Option<u8>,
+    /// The same for IPv6 addresses (0..=128).
+    pub range_prefix_v6: Option<u8>,
 }
 
 impl ActionSpec {
@@ -71,6 +76,8 @@ impl ActionSpec {
             ttl: over.ttl.or(self.ttl),
             status_code: over.status_code.or(self.status_code),
             message: over.message.clone().or_else(|| self.message.clone()),
+            range_prefix_v4: over.range_prefix_v4.or(self.range_prefix_v4),
+            range_prefix_v6: over.range_prefix_v6.or(self.range_prefix_v6),
         }
     }
 }
