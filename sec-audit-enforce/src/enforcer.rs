@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sec_audit_core::{Clock, Scrubber};
 use sec_audit_rules::{ActionPolicy, Effect, Match, ResolvedAction, ScopeKey, ScopeRegistry};
-use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError};
+use sec_audit_store::{BlockEntry, BlockStore, IpRange, NewBlock, StoreError};
 use serde_json::Value;
 
 use crate::events::{rfc3339, EnforcementEvent, EventEmitter, EventType};
@@ -28,6 +28,26 @@ impl Applied {
     pub fn is_blocking(&self) -> bool {
         self.action.effect.is_block()
     }
+}
+
+/// The block metadata key naming the address whose covering range a rule
+/// blocked (`rule_actions` `range_prefix_v4` / `range_prefix_v6`).
+pub const RANGE_ADDRESS_KEY: &str = "range_address";
+
+/// With a range prefix for the address's family, an ip block of `scope`
+/// blocks the covering range instead: the range's key and the address.
+fn covering_range(scope: &ScopeKey, action: &ResolvedAction) -> Option<(ScopeKey, String)> {
+    if scope.scope() != sec_audit_store::ranges::IP_SCOPE {
+        return None;
+    }
+    let ip: std::net::IpAddr = scope.value().parse().ok()?;
+    let len = match ip {
+        std::net::IpAddr::V4(_) => action.range_prefix_v4,
+        std::net::IpAddr::V6(_) => action.range_prefix_v6,
+    }?;
+    // A prefix of 32 / 128 is the address itself: `covering` is None.
+    let range = IpRange::covering(ip, len)?;
+    Some((range.scope_key(), scope.value().to_string()))
 }
 
 /// Turns matches into actions and actions into blocks and events.
@@ -129,8 +149,16 @@ impl Enforcer {
                 let mut metadata = (*m.metadata).clone();
                 self.scrubber.scrub_map(&mut metadata);
                 for scope in targets {
+                    let (scope, metadata) = match covering_range(scope, &applied.action) {
+                        Some((range, ip)) => {
+                            let mut md = metadata.clone();
+                            md.insert(RANGE_ADDRESS_KEY.into(), Value::String(ip));
+                            (range, md)
+                        }
+                        None => (scope.clone(), metadata.clone()),
+                    };
                     let new = NewBlock {
-                        scope: scope.clone(),
+                        scope,
                         reason: m.message.clone(),
                         rule_name: m.rule_name.clone(),
                         status_code: applied.status_code,
@@ -139,7 +167,7 @@ impl Enforcer {
                             .action
                             .ttl
                             .filter(|_| applied.action.effect == Effect::TempBlock),
-                        metadata: metadata.clone(),
+                        metadata,
                     };
                     match self.write_block(&new) {
                         Ok(entry) => applied.blocks.push(entry),
