@@ -539,7 +539,11 @@ fn block_api_adds_lists_and_revokes_a_range() {
             br#"{"scope":"ip","value":"203.0.113.5/24","reason":"typo"}"#,
         );
         assert_eq!(r.status, 400);
-        assert!(r.text().contains("did you mean 203.0.113.0/24"), "{}", r.text());
+        assert!(
+            r.text().contains("did you mean 203.0.113.0/24"),
+            "{}",
+            r.text()
+        );
 
         assert_eq!(decide_for(&s, "203.0.113.77").status, 403, "{stores}");
         assert_eq!(decide_for(&s, "203.0.113.1").status, 403);
