@@ -9,7 +9,7 @@ use std::path::Path;
 
 use sec_audit_enforce::events::{block_entry_json as entry_json, rfc3339};
 use sec_audit_enforce::{BlockApiError, ManualBlock, Runtime, Sink};
-use sec_audit_store::{BlockEntry, IpRange};
+use sec_audit_store::{limits, BlockEntry, IpRange};
 use serde_json::{Map, Value};
 
 use crate::error::CliError;
@@ -449,18 +449,21 @@ fn unchanged(current: &BlockEntry, want: &PlannedBlock, rt: &Runtime) -> bool {
         m.remove("actor");
         m
     };
+    // Compared as the stores keep them (texts bounded: `limits`).
+    let same = |stored: &str, asked: &str, max: usize| stored == limits::bounded_text(asked, max);
+    let message = b
+        .message
+        .clone()
+        .unwrap_or_else(|| rt.config().message.clone());
     expiry_same
-        && current.reason
-            == sec_audit_store::limits::bounded_text(
-                &b.reason,
-                sec_audit_store::limits::MAX_REASON_CHARS,
-            )
-        && current.rule_name == b.rule_name.as_deref().unwrap_or("manual")
+        && same(&current.reason, &b.reason, limits::MAX_REASON_CHARS)
+        && same(
+            &current.rule_name,
+            b.rule_name.as_deref().unwrap_or("manual"),
+            limits::MAX_RULE_NAME_CHARS,
+        )
+        && same(&current.message, &message, limits::MAX_MESSAGE_CHARS)
         && current.status_code == b.status_code.unwrap_or(rt.config().status_code)
-        && current.message
-            == b.message
-                .clone()
-                .unwrap_or_else(|| rt.config().message.clone())
         && strip(&current.metadata) == strip(b.metadata.as_ref().unwrap_or(&Map::new()))
 }
 

@@ -187,6 +187,10 @@ impl BlockStore for MemoryBlockStore {
     /// prefix lengths that hold a range.
     fn first_active(&self, scopes: &[ScopeKey]) -> Result<Option<BlockEntry>, StoreError> {
         let inner = self.entries.read();
+        if inner.lens.is_empty() {
+            // No range at all: the candidates as given (the common case).
+            return Ok(self.first_exact(&inner, scopes));
+        }
         let candidates = ranges::expand(scopes, &inner.lens);
         Ok(self.first_exact(&inner, &candidates))
     }
