@@ -137,10 +137,22 @@ fn ingress_memory(c: &mut Criterion) {
 fn ingress_tiered(c: &mut Criterion) {
     let full = full_run();
     // Test mode still runs against the real servers, with a smaller ban list.
-    let levels: [(i64, &str); 3] = if full {
-        [(0, "0_bans"), (1_000, "1k_bans"), (100_000, "100k_bans")]
+    // (single bans, ranges, label): the last level adds 1 000 ranges
+    // (ip blocks on CIDRs, two prefix lengths) to the single bans.
+    let levels: [(i64, i64, &str); 4] = if full {
+        [
+            (0, 0, "0_bans"),
+            (1_000, 0, "1k_bans"),
+            (100_000, 0, "100k_bans"),
+            (100_000, 1_000, "100k_bans_1k_ranges"),
+        ]
     } else {
-        [(0, "0_bans"), (1_000, "1k_bans"), (5_000, "100k_bans")]
+        [
+            (0, 0, "0_bans"),
+            (1_000, 0, "1k_bans"),
+            (5_000, 0, "100k_bans"),
+            (5_000, 1_000, "100k_bans_1k_ranges"),
+        ]
     };
     let redis = BenchRedis::new("ingress");
     let schema = BenchSchema::new("ingress");
@@ -162,7 +174,8 @@ fn ingress_tiered(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("ingress_tiered");
     let mut banned = 0i64;
-    for (target, label) in levels {
+    let mut ranged = 0i64;
+    for (target, ranges, label) in levels {
         if target > banned {
             let t = Instant::now();
             schema.bulk_ban(banned, target);
@@ -172,11 +185,18 @@ fn ingress_tiered(c: &mut Criterion) {
                 human(t.elapsed())
             );
         }
+        if ranges > ranged {
+            schema.bulk_ban_ranges(ranges);
+            ranged = ranges;
+        }
         let t = Instant::now();
         let members = store
             .rebuild_mirror()
             .unwrap_or_else(|e| panic!("mirror rebuild at {target} bans failed: {e}"));
-        assert_eq!(members as i64, target, "mirror holds every ban");
+        assert_eq!(members as i64, target + ranges, "mirror holds every ban");
+        // The first lookup after new prefix lengths appeared learns them
+        // (a second round trip, once).
+        runtime.ingress_check(&req);
         eprintln!("ingress_tiered: mirror rebuilt in {}", human(t.elapsed()));
         assert_eq!(
             runtime.ingress_check(&req),

@@ -206,6 +206,20 @@ impl BenchSchema {
             start = end;
         }
     }
+
+    /// Bans `count` ip ranges straight in SQL: `/24`s in 172.16/12, every
+    /// tenth a `/20` instead (two prefix lengths in use).
+    pub fn bulk_ban_ranges(&self, count: i64) {
+        self.conn()
+            .batch_execute(&format!(
+                "INSERT INTO permanent_blocks (scope_type, scope_value, message, created_at) \
+                 SELECT 'ip', CASE WHEN g % 10 = 0 \
+                     THEN '172.' || (16 + g / 16) || '.' || ((g % 16) * 16) || '.0/20' \
+                     ELSE '172.' || (16 + g / 256) || '.' || (g % 256) || '.0/24' END, 'bulk range', now() \
+                 FROM generate_series(1, {count}) AS g"
+            ))
+            .unwrap_or_else(|e| panic!("bulk insert of ranges failed: {e}"));
+    }
 }
 
 impl Drop for BenchSchema {

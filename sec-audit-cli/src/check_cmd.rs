@@ -11,6 +11,7 @@ use sec_audit_enforce::{check, Config, Finding, Level, Safelist};
 use sec_audit_store::{PostgresBlockStore, PostgresConfig};
 
 use crate::error::{CliError, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
+use crate::out::Format;
 use crate::util::redact_url;
 
 /// The oldest Redis sec-audit works with: the tiered lookup sends
@@ -272,12 +273,55 @@ fn probe_safelist(config: &Config, findings: &mut Vec<Finding>) -> Option<LiveLi
     })
 }
 
+fn level_name(l: Level) -> &'static str {
+    match l {
+        Level::Warning => "warning",
+        Level::Error => "error",
+    }
+}
+
+/// The JSON document of `check -o json`: `findings` (`id`, `level`
+/// `warning`|`error`, `message`), `live` (`ok`, `text`; empty without
+/// `--live`), the counts `errors`, `warnings`, `live_problems`, and
+/// `exit_status` (what the command exits with).
+pub fn report_json(findings: &[Finding], live: &[LiveLine], exit_status: u8) -> serde_json::Value {
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    serde_json::json!({
+        "findings": findings
+            .iter()
+            .map(|f| serde_json::json!({"id": f.id, "level": level_name(f.level), "message": f.message}))
+            .collect::<Vec<_>>(),
+        "live": live
+            .iter()
+            .map(|l| serde_json::json!({"ok": l.ok, "text": l.text}))
+            .collect::<Vec<_>>(),
+        "errors": errors,
+        "warnings": findings.len() - errors,
+        "live_problems": live.iter().filter(|l| !l.ok).count(),
+        "exit_status": exit_status,
+    })
+}
+
+fn print_json(findings: &[Finding], live: &[LiveLine], exit_status: u8) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(&report_json(findings, live, exit_status))
+        .map_err(|e| CliError::runtime(format!("encoding JSON: {e}")))?;
+    crate::outln!("{text}")
+}
+
 /// Runs `sec-audit check`; returns the exit status.
-pub fn run(config_path: &Path, live: bool) -> Result<u8, CliError> {
+pub fn run(config_path: &Path, live: bool, format: Format) -> Result<u8, CliError> {
     let config = match crate::util::load_config(config_path) {
         Ok(c) => c,
         Err(e) => {
-            crate::outln!("E001 error: {e}")?;
+            let f = Finding {
+                id: "E001",
+                level: Level::Error,
+                message: e.to_string(),
+            };
+            match format {
+                Format::Table => crate::outln!("E001 error: {e}")?,
+                Format::Json => print_json(&[f], &[], EXIT_CONFIG)?,
+            }
             crate::errln!("check: 1 error, 0 warnings");
             return Ok(EXIT_CONFIG);
         }
@@ -304,11 +348,13 @@ pub fn run(config_path: &Path, live: bool) -> Result<u8, CliError> {
         }
     }
     findings.sort_by(|a, b| b.level.cmp(&a.level).then(a.id.cmp(b.id)));
-    for f in &findings {
-        crate::outln!("{}", crate::error::one_line(&f.to_string()))?;
-    }
-    for l in &live_lines {
-        crate::outln!("{}", crate::error::one_line(&l.to_string()))?;
+    if format == Format::Table {
+        for f in &findings {
+            crate::outln!("{}", crate::error::one_line(&f.to_string()))?;
+        }
+        for l in &live_lines {
+            crate::outln!("{}", crate::error::one_line(&l.to_string()))?;
+        }
     }
     let errors = findings.iter().filter(|f| f.level == Level::Error).count();
     let warnings = findings.len() - errors;
@@ -324,14 +370,18 @@ pub fn run(config_path: &Path, live: bool) -> Result<u8, CliError> {
             if live_errors == 1 { "" } else { "s" }
         ));
     }
-    crate::errln!("{summary}");
-    Ok(if errors > 0 {
+    let status = if errors > 0 {
         EXIT_CONFIG
     } else if live_errors > 0 {
         EXIT_RUNTIME
     } else {
         EXIT_OK
-    })
+    };
+    if format == Format::Json {
+        print_json(&findings, &live_lines, status)?;
+    }
+    crate::errln!("{summary}");
+    Ok(status)
 }
 
 #[cfg(test)]

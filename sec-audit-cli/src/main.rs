@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use sec_audit_cli::{blocks, check_cmd, error, explain, migrate, replay};
 
+use sec_audit_cli::blocks::{parse_contains, parse_since, Since};
 use sec_audit_cli::error::{CliError, EXIT_OK};
+use sec_audit_cli::out::Format;
 use sec_audit_cli::util::{default_actor, load_config, parse_ttl, OutputTarget};
 
 const EXIT_CODES: &str = "\
@@ -158,34 +160,108 @@ struct CheckArgs {
     /// Also connect to Redis and Postgres.
     #[arg(long)]
     live: bool,
+    /// `table`: one finding per line; `json`: one JSON document (findings,
+    /// live lines, counts, exit status).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 /// Manages blocks in the stores the configuration names (memory, Redis,
-/// Postgres): list, add, revoke.
+/// Postgres): list, add, revoke, export, import.
 #[derive(Debug, Subcommand)]
 enum BlocksCommand {
     List(ListArgs),
     Add(AddArgs),
     Revoke(RevokeArgs),
+    Export(ExportArgs),
+    Import(ImportArgs),
 }
 
-/// Lists active blocks: permanent, then temporary (a SCAN on Redis), as a
-/// table or JSON.
+/// Which blocks to select (list, export).
 #[derive(Debug, Args)]
-#[command(after_help = EXIT_CODES)]
-struct ListArgs {
+struct SelectArgs {
     /// The enforcement configuration (TOML).
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
     /// Only this scope (ip, user, session, …).
     #[arg(long)]
     scope: Option<String>,
-    /// Only this value's active entry (needs --scope).
-    #[arg(long, requires = "scope")]
+    /// Only this value's own entry (needs --scope; for ip an address or a
+    /// CIDR range).
+    #[arg(long, requires = "scope", conflicts_with = "contains")]
     value: Option<String>,
-    /// A JSON array instead of the table.
-    #[arg(long)]
+    /// Only blocks written by this rule (`manual`: the block API).
+    #[arg(long, value_name = "RULE")]
+    rule: Option<String>,
+    /// Only blocks created since: a duration back from now (90s, 15m, 2h,
+    /// 7d) or an RFC 3339 time (2026-05-28T20:00:00Z).
+    #[arg(long, value_name = "DURATION|TIME", value_parser = parse_since)]
+    since: Option<Since>,
+    /// Only the block of this IP address and every range covering it,
+    /// most specific first (what the ingress check would find first).
+    #[arg(long, value_name = "IP", value_parser = parse_contains)]
+    contains: Option<std::net::IpAddr>,
+}
+
+impl SelectArgs {
+    fn query(&self) -> blocks::Query {
+        blocks::Query {
+            scope: self.scope.clone(),
+            value: self.value.clone(),
+            rule: self.rule.clone(),
+            since: self.since,
+            contains: self.contains,
+        }
+    }
+}
+
+/// Lists active blocks: permanent, then temporary (a SCAN on Redis), as a
+/// table or a JSON array.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct ListArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+    /// `table`, or `json`: one JSON array of block objects.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// The same as `-o json`.
+    #[arg(long, conflicts_with = "format")]
     json: bool,
+}
+
+/// Writes the selected active blocks (the `list` filters) as JSON lines on
+/// standard output: one block per line, with everything `blocks import`
+/// needs to recreate it (kind, expires_at and ttl_left, reason, rule,
+/// status, message, metadata).
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct ExportArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+}
+
+/// Recreates blocks from JSON lines (as `blocks export` writes them) through
+/// the block API. Every line is validated first: with any bad line (named
+/// by its number) nothing is imported. Blocks already as the line says are
+/// skipped, so importing a file again changes nothing; temporary blocks
+/// already expired are skipped. Emits `block_applied` for each block written.
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct ImportArgs {
+    /// The enforcement configuration (TOML).
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// The JSON lines, or `-` for standard input.
+    #[arg(value_name = "FILE|-", default_value = "-")]
+    input: String,
+    /// Who imports (default: cli:$USER); the block's previous actor is kept
+    /// as `original_actor` in its metadata.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Append enforcement events to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 /// Blocks a scope value: temporary with --ttl, permanent without. Emits
@@ -199,7 +275,8 @@ struct AddArgs {
     /// The scope to block: ip, user, session (or a custom block-eligible one).
     #[arg(long)]
     scope: String,
-    /// The value: an IP address, a user id, a session id.
+    /// The value: an IP address or a CIDR range (10.0.0.0/24, 2001:db8::/48;
+    /// host bits must be zero), a user id, a session id.
     #[arg(long)]
     value: String,
     /// Lifetime: seconds, or with a unit (90s, 15m, 2h, 7d). Absent: permanent.
@@ -368,9 +445,23 @@ fn run(cli: Cli) -> Result<u8, CliError> {
                     .unwrap_or(replay::DEFAULT_MAX_LINE_BYTES),
             })
         }
-        Command::Check(a) => check_cmd::run(&a.config, a.live),
+        Command::Check(a) => check_cmd::run(&a.config, a.live, a.format),
         Command::Blocks(BlocksCommand::List(a)) => {
-            blocks::list(&a.config, a.scope.as_deref(), a.value.as_deref(), a.json)?;
+            let format = if a.json { Format::Json } else { a.format };
+            blocks::list(&a.select.config, &a.select.query(), format)?;
+            Ok(EXIT_OK)
+        }
+        Command::Blocks(BlocksCommand::Export(a)) => {
+            blocks::export(&a.select.config, &a.select.query())?;
+            Ok(EXIT_OK)
+        }
+        Command::Blocks(BlocksCommand::Import(a)) => {
+            blocks::import(
+                &a.config,
+                &a.input,
+                &append_output(a.output),
+                &a.actor.unwrap_or_else(default_actor),
+            )?;
             Ok(EXIT_OK)
         }
         Command::Blocks(BlocksCommand::Add(a)) => {

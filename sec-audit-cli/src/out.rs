@@ -12,6 +12,16 @@ use std::io::{self, Write};
 
 use crate::error::CliError;
 
+/// How `blocks list` and `check` print their result (`-o table|json`):
+/// a table (lines) for people, or one JSON document for scripts (field
+/// names in the CLI README).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
 /// Whether an I/O error means the reader went away (a closed pipe).
 pub fn is_closed(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sec_audit_core::{Clock, Scrubber};
 use sec_audit_rules::{ActionPolicy, Effect, Match, ResolvedAction, ScopeKey, ScopeRegistry};
-use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError};
+use sec_audit_store::{BlockEntry, BlockStore, IpRange, NewBlock, StoreError};
 use serde_json::Value;
 
 use crate::escalation::{self, Escalation};
@@ -53,6 +53,26 @@ impl Applied {
             .max()
             .or(self.action.ttl.map(|t| t.max(1)))
     }
+}
+
+/// The block metadata key naming the address whose covering range a rule
+/// blocked (`rule_actions` `range_prefix_v4` / `range_prefix_v6`).
+pub const RANGE_ADDRESS_KEY: &str = "range_address";
+
+/// With a range prefix for the address's family, an ip block of `scope`
+/// blocks the covering range instead: the range's key and the address.
+fn covering_range(scope: &ScopeKey, action: &ResolvedAction) -> Option<(ScopeKey, String)> {
+    if scope.scope() != sec_audit_store::ranges::IP_SCOPE {
+        return None;
+    }
+    let ip: std::net::IpAddr = scope.value().parse().ok()?;
+    let len = match ip {
+        std::net::IpAddr::V4(_) => action.range_prefix_v4,
+        std::net::IpAddr::V6(_) => action.range_prefix_v6,
+    }?;
+    // A prefix of 32 / 128 is the address itself: `covering` is None.
+    let range = IpRange::covering(ip, len)?;
+    Some((range.scope_key(), scope.value().to_string()))
 }
 
 /// Turns matches into actions and actions into blocks and events.
@@ -186,20 +206,28 @@ impl Enforcer {
                         applied.safelisted.push(scope.clone());
                         continue;
                     }
+                    let (scope, metadata) = match covering_range(scope, &applied.action) {
+                        Some((range, ip)) => {
+                            let mut md = metadata.clone();
+                            md.insert(RANGE_ADDRESS_KEY.into(), Value::String(ip));
+                            (range, md)
+                        }
+                        None => (scope.clone(), metadata.clone()),
+                    };
                     let mut ttl = applied
                         .action
                         .ttl
                         .filter(|_| applied.action.effect == Effect::TempBlock);
                     let mut offense = None;
                     if let (Some(esc), Some(base)) = (&self.escalation, ttl) {
-                        let blocked = matches!(self.blocks.get_active(scope), Ok(Some(_)));
-                        let o = esc.offend(scope, base, blocked);
+                        let blocked = matches!(self.blocks.get_active(&scope), Ok(Some(_)));
+                        let o = esc.offend(&scope, base, blocked);
                         ttl = match o.ttl {
                             Some(t) => Some(t),
                             None if escalation::permanent_allowed(
                                 &self.policy,
                                 &m.rule_name,
-                                scope,
+                                &scope,
                             ) =>
                             {
                                 None
@@ -209,13 +237,13 @@ impl Enforcer {
                         offense = Some(o.count);
                     }
                     let new = NewBlock {
-                        scope: scope.clone(),
+                        scope,
                         reason: m.message.clone(),
                         rule_name: m.rule_name.clone(),
                         status_code: applied.status_code,
                         message: applied.message.clone(),
                         ttl,
-                        metadata: metadata.clone(),
+                        metadata,
                     };
                     match self.write_block_as(&new, offense) {
                         Ok(entry) => applied.blocks.push(entry),

@@ -44,8 +44,11 @@ pub enum BuildError {
 pub enum BlockApiError {
     #[error("scope `{0}` is unknown or may not be blocked")]
     ScopeNotBlockable(String),
-    #[error("`{0}` is not an IP address")]
+    #[error("`{0}` is not an IP address or CIDR range")]
     BadIp(String),
+    /// A CIDR with host bits set (`10.0.0.5/24`): refused, never masked.
+    #[error("`{value}` has host bits set: did you mean {network}?")]
+    HostBits { value: String, network: String },
     #[error("scope value must not be empty")]
     EmptyValue,
     /// A block on a safelisted subject would never be enforced at ingress
@@ -688,7 +691,11 @@ impl Runtime {
         })
     }
 
-    fn scope_key(&self, scope_type: &str, value: &str) -> Result<ScopeKey, BlockApiError> {
+    /// The scope key the block API uses for `(scope_type, value)`: the
+    /// scope must be block-eligible; an `ip` value is an address or a CIDR
+    /// range, in canonical form (`sec_audit_store::ranges`: a `/32` or
+    /// `/128` is the address; host bits set are refused).
+    pub fn scope_key(&self, scope_type: &str, value: &str) -> Result<ScopeKey, BlockApiError> {
         if !self.engine.scopes().is_block_eligible(scope_type) {
             return Err(BlockApiError::ScopeNotBlockable(scope_type.to_string()));
         }
@@ -697,15 +704,17 @@ impl Runtime {
             return Err(BlockApiError::EmptyValue);
         }
         if scope_type == "ip" {
-            let ip = sec_audit_core::client_ip::parse_ip_token(value)
-                .ok_or_else(|| BlockApiError::BadIp(value.to_string()))?;
-            let ip = match ip {
-                std::net::IpAddr::V6(v6) => v6
-                    .to_ipv4_mapped()
-                    .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
-                v4 => v4,
-            };
-            return Ok(ScopeKey::new("ip", ip.to_string()));
+            let canonical = sec_audit_store::canonical_ip_value(
+                value,
+                sec_audit_core::client_ip::parse_ip_token,
+            )
+            .map_err(|e| match e {
+                sec_audit_store::IpValueError::NotAnAddress(v) => BlockApiError::BadIp(v),
+                sec_audit_store::IpValueError::HostBits { value, network } => {
+                    BlockApiError::HostBits { value, network }
+                }
+            })?;
+            return Ok(ScopeKey::new("ip", canonical));
         }
         Ok(ScopeKey::new(scope_type, value))
     }

@@ -191,6 +191,11 @@ pub struct ResolvedAction {
     pub status_code: Option<u16>,
     pub message: Option<String>,
     pub resolved_by: ResolvedBy,
+    /// From `rule_actions`: an ip block blocks the offending address's
+    /// covering range of this prefix length instead (IPv4 / IPv6). A
+    /// length of 32 / 128 is the address itself.
+    pub range_prefix_v4: Option<u8>,
+    pub range_prefix_v6: Option<u8>,
 }
 
 /// The scopes a permanent block takes when the operator named none.
@@ -245,7 +250,7 @@ impl ActionPolicy {
     pub fn resolve(&self, m: &Match) -> ResolvedAction {
         if let Some((spec, scopes_explicit)) = self.entry(&m.rule_name) {
             if let Some(kind) = spec.action {
-                return self.finish(
+                let mut action = self.finish(
                     m,
                     kind,
                     spec.scopes,
@@ -255,6 +260,9 @@ impl ActionPolicy {
                     spec.message,
                     ResolvedBy::RuleActions,
                 );
+                action.range_prefix_v4 = spec.range_prefix_v4;
+                action.range_prefix_v6 = spec.range_prefix_v6;
+                return action;
             }
         }
         if let Some(ttl) = self.block_rules.get(&m.rule_name) {
@@ -338,6 +346,8 @@ impl ActionPolicy {
             status_code,
             message,
             resolved_by,
+            range_prefix_v4: None,
+            range_prefix_v6: None,
         }
     }
 }
@@ -602,5 +612,23 @@ mod tests {
                 .effect,
             Effect::Alert
         );
+    }
+
+    #[test]
+    fn range_prefixes_come_from_rule_actions_merged_over_the_default() {
+        let mut p = policy_with_builtins();
+        p.rule_actions.insert(
+            "brute_force_login".into(),
+            ActionSpec {
+                range_prefix_v4: Some(24),
+                ..Default::default()
+            },
+        );
+        let a = p.resolve(&m("brute_force_login", 8, None, json!({})));
+        assert_eq!(a.effect, Effect::TempBlock);
+        assert_eq!((a.range_prefix_v4, a.range_prefix_v6), (Some(24), None));
+        p.block_rules.insert("other".into(), 10);
+        let b = p.resolve(&m("other", 8, None, json!({})));
+        assert_eq!((b.range_prefix_v4, b.range_prefix_v6), (None, None));
     }
 }

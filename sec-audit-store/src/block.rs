@@ -143,8 +143,14 @@ pub trait BlockStore: Send + Sync {
         reason: &str,
         revoked_by: &str,
     ) -> Result<usize, StoreError>;
+    /// The scope's own active entry: exactly this key (an address's
+    /// covering ranges are not consulted; a range value names the range's
+    /// own entry).
     fn get_active(&self, scope: &ScopeKey) -> Result<Option<BlockEntry>, StoreError>;
-    /// The first active entry among `scopes`, in the given order.
+    /// The ingress lookup: the first active entry among `scopes`, in the
+    /// given order, where an `ip` candidate holding an address stands for
+    /// the address's own entry and then each active range covering it,
+    /// longest prefix first ([`crate::ranges`]).
     fn first_active(&self, scopes: &[ScopeKey]) -> Result<Option<BlockEntry>, StoreError>;
     /// Active permanent entries, optionally of one scope type.
     fn active_blocks(&self, scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError>;

@@ -15,6 +15,7 @@ mod failfast;
 pub mod limits;
 pub mod memory;
 pub mod postgres;
+pub mod ranges;
 pub mod redis_block;
 pub mod redis_pool;
 pub mod redis_state;
@@ -27,6 +28,7 @@ pub use config::{
 };
 pub use memory::MemoryBlockStore;
 pub use postgres::{PostgresBlockStore, MIGRATIONS};
+pub use ranges::{canonical_ip_value, IpRange, IpValueError};
 pub use redis_block::RedisBlockStore;
 pub use redis_pool::RedisPool;
 pub use redis_state::{RedisCounters, RedisHistory, DEFAULT_COUNTER_TTL, HISTORY_TTL_MARGIN};

@@ -9,7 +9,8 @@
 //!   scope type or value, a scope type over [`MAX_SCOPE_TYPE_CHARS`] or a
 //!   value over [`MAX_SCOPE_VALUE_CHARS`] characters, a NUL character in
 //!   either (Postgres text cannot hold NUL), a TTL of 0, a status code
-//!   outside 100–599. A scope is the ban key: it is never altered.
+//!   outside 100–599, an `ip` value with a `/` that is not a canonical
+//!   range ([`crate::ranges`]). A scope is the ban key: it is never altered.
 //! - **Normalised** (never refused): `reason` and `message` are cut to
 //!   [`MAX_REASON_CHARS`] / [`MAX_MESSAGE_CHARS`] characters and
 //!   `rule_name` to [`MAX_RULE_NAME_CHARS`], at a character boundary; NUL
@@ -102,6 +103,14 @@ fn has_nul(v: &Value) -> bool {
 /// a block before writing it (see the module documentation).
 pub fn normalize(new: &NewBlock) -> Result<Cow<'_, NewBlock>, StoreError> {
     check_scope(new.scope.scope(), new.scope.value())?;
+    if new.scope.scope() == crate::ranges::IP_SCOPE
+        && new.scope.value().contains('/')
+        && crate::ranges::range_of(&new.scope).is_none()
+    {
+        return Err(StoreError::Invalid(
+            "an ip range must be a canonical CIDR (network address, prefix below 32 or 128)".into(),
+        ));
+    }
     if new.ttl == Some(0) {
         return Err(StoreError::Invalid("ttl must be > 0".into()));
     }

@@ -576,33 +576,13 @@ impl PostgresBlockStore {
     }
 }
 
-impl BlockStore for PostgresBlockStore {
-    /// Permanent blocks only: a block with a TTL is refused. Serialized per
-    /// scope with the other changes of that scope (an advisory lock).
-    fn block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
-        self.block_serialized(new, |_| Ok(()))
-            .map(|(e, ())| e)
-            .map_err(|f| f.error)
-    }
-
-    /// Soft-revokes the active row; returns 1 when one was revoked.
-    fn unblock(
+impl PostgresBlockStore {
+    /// The first active row among exactly these scopes, in order: one
+    /// query.
+    pub(crate) fn first_exact(
         &self,
-        scope: &ScopeKey,
-        reason: &str,
-        revoked_by: &str,
-    ) -> Result<usize, StoreError> {
-        self.unblock_serialized(scope, reason, revoked_by, |_| Ok(()))
-            .map(|(n, ())| n)
-            .map_err(|f| f.error)
-    }
-
-    fn get_active(&self, scope: &ScopeKey) -> Result<Option<BlockEntry>, StoreError> {
-        self.first_active(std::slice::from_ref(scope))
-    }
-
-    /// One query over every candidate.
-    fn first_active(&self, scopes: &[ScopeKey]) -> Result<Option<BlockEntry>, StoreError> {
+        scopes: &[ScopeKey],
+    ) -> Result<Option<BlockEntry>, StoreError> {
         if scopes.is_empty() {
             return Ok(None);
         }
@@ -635,6 +615,42 @@ impl BlockStore for PostgresBlockStore {
                 .position(|e| e.scope_type == s.scope() && e.scope_value == s.value())?;
             Some(entries.swap_remove(i))
         }))
+    }
+}
+
+impl BlockStore for PostgresBlockStore {
+    /// Permanent blocks only: a block with a TTL is refused. Serialized per
+    /// scope with the other changes of that scope (an advisory lock).
+    fn block(&self, new: &NewBlock) -> Result<BlockEntry, StoreError> {
+        self.block_serialized(new, |_| Ok(()))
+            .map(|(e, ())| e)
+            .map_err(|f| f.error)
+    }
+
+    /// Soft-revokes the active row; returns 1 when one was revoked.
+    fn unblock(
+        &self,
+        scope: &ScopeKey,
+        reason: &str,
+        revoked_by: &str,
+    ) -> Result<usize, StoreError> {
+        self.unblock_serialized(scope, reason, revoked_by, |_| Ok(()))
+            .map(|(n, ())| n)
+            .map_err(|f| f.error)
+    }
+
+    fn get_active(&self, scope: &ScopeKey) -> Result<Option<BlockEntry>, StoreError> {
+        self.first_exact(std::slice::from_ref(scope))
+    }
+
+    /// One query over every candidate, an address's covering ranges at
+    /// every prefix length included (Postgres keeps no index of the lengths
+    /// in use; the ranges are exact lookups on the active-scope index).
+    fn first_active(&self, scopes: &[ScopeKey]) -> Result<Option<BlockEntry>, StoreError> {
+        self.first_exact(&crate::ranges::expand(
+            scopes,
+            &crate::ranges::LenMask::all(),
+        ))
     }
 
     fn active_blocks(&self, scope_type: Option<&str>) -> Result<Vec<BlockEntry>, StoreError> {

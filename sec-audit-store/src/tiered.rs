@@ -10,11 +10,16 @@
 //! | `{prefix}:block:{scope_type}:{scope_value}` | the entry (JSON) | temp: its ttl; permanent: `permanent_cache_ttl` |
 //! | `{prefix}:perm:members` | set of active permanent scope keys, plus the member `#warm` | `mirror_ttl` |
 //! | `{prefix}:perm:rebuild` | lock of the worker rebuilding the mirror | 30 s |
+//! | `{prefix}:ranges:lens` | the range index ([`crate::redis_block`]): prefix lengths in use, plus `#warm` | at least `mirror_ttl` and the longest temp range |
 //!
 //! The *warm* marker is a member of the set itself (`#warm`, which no scope
 //! key can equal: a scope key always holds a `:`), not a key of its own: an
 //! evicting Redis drops the set and its marker together, so "warm" can never
-//! outlive the membership it vouches for.
+//! outlive the membership it vouches for. The range index carries its own
+//! `#warm`, added by the rebuild once every permanent range's length is in
+//! it: the lookup is warm only when both markers are present, so a lost
+//! index is rebuilt like a lost mirror (and a lookup on a cold mirror asks
+//! Postgres about every covering range, at every length).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -26,7 +31,10 @@ use sec_audit_rules::ScopeKey;
 use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError, TrailRow};
 use crate::config::TieredOptions;
 use crate::postgres::PostgresBlockStore;
-use crate::redis_block::RedisBlockStore;
+use std::borrow::Cow;
+
+use crate::ranges::{self, LenMask};
+use crate::redis_block::{IndexReply, Planned, RedisBlockStore};
 use crate::redis_pool::{unique_id, Lua, RedisPool};
 use crate::stats::StoreStats;
 
@@ -61,6 +69,40 @@ pub(crate) static CACHE_BAN: LazyLock<Lua> = LazyLock::new(|| {
 redis.call('SADD', KEYS[2], ARGV[3])
 if redis.call('TTL', KEYS[2]) == -1 then
   redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+return 1",
+    )
+});
+
+/// The write-through of a permanent range ban: [`CACHE_BAN`], plus the
+/// range's length in the range index (score `inf`), whose TTL is kept at
+/// least the mirror's. KEYS: entry, mirror, index. ARGV: entry JSON, cache
+/// TTL, scope key, mirror TTL, index member.
+pub(crate) static CACHE_RANGE_BAN: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r"redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+if redis.call('TTL', KEYS[2]) == -1 then
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+redis.call('ZADD', KEYS[3], 'GT', 'inf', ARGV[5])
+if redis.call('TTL', KEYS[3]) < tonumber(ARGV[4]) then
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+end
+return 1",
+    )
+});
+
+/// The rebuild's part of the range index: every permanent range's length
+/// (score `inf`), then the index's `#warm`; the TTL at least the mirror's.
+/// KEYS: index. ARGV: mirror TTL, members… (the last one `#warm`).
+static INDEX_WARM: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        r"for i = 2, #ARGV do
+  redis.call('ZADD', KEYS[1], 'GT', 'inf', ARGV[i])
+end
+if redis.call('TTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 return 1",
     )
@@ -328,8 +370,17 @@ impl TieredBlockStore {
         let keys = [set.clone()];
         let mut after = 0i64;
         let mut total = 0usize;
+        let mut lens = LenMask::default();
         loop {
             let (members, last) = self.pg.active_keys_page(after, REBUILD_PAGE)?;
+            for m in &members {
+                if let Some(r) = m
+                    .strip_prefix("ip:")
+                    .and_then(ranges::IpRange::parse_canonical)
+                {
+                    lens.insert_range(&r);
+                }
+            }
             if !members.is_empty() {
                 let mut pipe = redis::pipe();
                 for chunk in members.chunks(SADD_CHUNK) {
@@ -348,6 +399,16 @@ impl TieredBlockStore {
                 _ => break,
             }
         }
+        // The index first: the mirror's marker never vouches for an index
+        // that lacks a permanent range's length.
+        let mut index_args = vec![ttl.clone()];
+        for family in [ranges::Family::V4, ranges::Family::V6] {
+            index_args.extend(lens.lens(family).map(|l| ranges::index_member(family, l)));
+        }
+        index_args.push(WARM_MEMBER.to_string());
+        self.redis
+            .pool()
+            .eval::<i64>(&INDEX_WARM, &[self.redis.range_index_key()], &index_args)?;
         self.redis
             .pool()
             .eval::<i64>(&SADD_TTL, &keys, &[ttl, WARM_MEMBER.to_string()])?;
@@ -358,20 +419,42 @@ impl TieredBlockStore {
     /// Cold mirror: rebuild it (one worker at a time; the others answer from
     /// Postgres meanwhile), then answer for the candidates without an active
     /// cached entry from Postgres ([`cold_plan`]).
+    ///
+    /// With `expand`, Postgres is asked about every covering range of the
+    /// address candidates, at every prefix length (the range index may be
+    /// as incomplete as the mirror), up to the first active cached entry.
     fn cold_lookup(
         &self,
+        original: &[ScopeKey],
         scopes: &[ScopeKey],
         raw: &[Option<String>],
         cached: &[Option<BlockEntry>],
         rebuild: bool,
+        expand: bool,
     ) -> Result<Option<BlockEntry>, StoreError> {
         if rebuild {
             self.try_rebuild();
         }
         let plan = cold_plan(cached, self.redis.now());
         let first_cached = plan.first_cached.and_then(|i| cached[i].clone());
-        if plan.upto > 0 {
-            match self.pg.first_active(&scopes[..plan.upto]) {
+        let ask: Cow<'_, [ScopeKey]> = if expand {
+            let full = ranges::expand(original, &LenMask::all());
+            let upto = plan
+                .first_cached
+                .and_then(|i| full.iter().position(|k| *k == scopes[i]))
+                .unwrap_or(full.len());
+            match full {
+                Cow::Borrowed(f) => Cow::Borrowed(&f[..upto]),
+                Cow::Owned(mut f) => {
+                    f.truncate(upto);
+                    Cow::Owned(f)
+                }
+            }
+        } else {
+            Cow::Borrowed(&scopes[..plan.upto])
+        };
+        if !ask.is_empty() {
+            match self.pg.first_exact(&ask) {
                 Ok(Some(entry)) => {
                     let seen = scopes
                         .iter()
@@ -472,20 +555,27 @@ impl TieredBlockStore {
         }
     }
 
-    /// The write-through of a permanent ban ([`CACHE_BAN`]).
+    /// The write-through of a permanent ban ([`CACHE_BAN`], or
+    /// [`CACHE_RANGE_BAN`] for a range).
     fn cache_ban(&self, entry: &BlockEntry) -> Result<(), StoreError> {
         let scope = entry.scope();
         let json = RedisBlockStore::encode(entry)?;
-        self.redis.pool().eval::<i64>(
-            &CACHE_BAN,
-            &[self.redis.block_key(&scope), self.mirror_key()],
-            &[
-                json,
-                self.options.permanent_cache_ttl.to_string(),
-                scope.as_str().to_string(),
-                self.options.mirror_ttl.to_string(),
-            ],
-        )?;
+        let mut args = vec![
+            json,
+            self.options.permanent_cache_ttl.to_string(),
+            scope.as_str().to_string(),
+            self.options.mirror_ttl.to_string(),
+        ];
+        let mut keys = vec![self.redis.block_key(&scope), self.mirror_key()];
+        let script = match ranges::range_of(&scope) {
+            None => &CACHE_BAN,
+            Some(r) => {
+                keys.push(self.redis.range_index_key());
+                args.push(ranges::index_member(r.family(), r.prefix_len()));
+                &CACHE_RANGE_BAN
+            }
+        };
+        self.redis.pool().eval::<i64>(script, &keys, &args)?;
         Ok(())
     }
 
@@ -520,8 +610,9 @@ impl TieredBlockStore {
     }
 }
 
-/// The raw reply of the lookup pipeline.
-pub(crate) type RawLookup = (Vec<Option<String>>, Vec<bool>);
+/// The raw reply of the lookup pipeline: the cached values, the mirror
+/// flags, the range index.
+pub(crate) type RawLookup = (Vec<Option<String>>, Vec<bool>, IndexReply);
 
 /// The lookup round trip's reply, decoded: each candidate's cached entry
 /// and its mirror membership.
@@ -530,22 +621,26 @@ pub(crate) struct LookupReply {
     /// heal scripts (a stale lookup never overwrites a newer change).
     raw: Vec<Option<String>>,
     pub(crate) cached: Vec<Option<BlockEntry>>,
-    /// `flags[0]`: the mirror is warm; `flags[i + 1]`: candidate `i` is a
-    /// member.
+    /// `flags[0]`: the mirror and the range index are warm; `flags[i +
+    /// 1]`: candidate `i` is a member.
     pub(crate) flags: Vec<bool>,
 }
 
 impl LookupReply {
+    /// `index_warm`: the range index holds its `#warm`.
     pub(crate) fn decode(
         candidates: usize,
         keys: &[String],
-        (values, flags): RawLookup,
+        values: Vec<Option<String>>,
+        mut flags: Vec<bool>,
+        index_warm: bool,
     ) -> Result<LookupReply, StoreError> {
         if values.len() != candidates || flags.len() != candidates + 1 {
             return Err(StoreError::Redis(
                 "unexpected reply shape to the block lookup".into(),
             ));
         }
+        flags[0] = flags[0] && index_warm;
         let cached = keys
             .iter()
             .zip(&values)
@@ -569,7 +664,8 @@ pub(crate) enum Walk {
 
 impl TieredBlockStore {
     /// The candidates' block keys and the lookup pipeline (shared with the
-    /// async store).
+    /// async store): `MGET` of the candidates' entries, `SMISMEMBER` of the
+    /// warm marker and the candidates, the read of the range index.
     pub(crate) fn lookup_pipe(&self, scopes: &[ScopeKey]) -> (Vec<String>, redis::Pipeline) {
         let keys: Vec<String> = scopes.iter().map(|s| self.redis.block_key(s)).collect();
         let mut pipe = redis::pipe();
@@ -578,7 +674,84 @@ impl TieredBlockStore {
             .arg(self.mirror_key())
             .arg(WARM_MEMBER)
             .arg(scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        self.redis.add_index_read(&mut pipe);
         (keys, pipe)
+    }
+
+    /// A lookup's candidates: with `expand`, each address followed by its
+    /// covering ranges at the lengths the last lookup found in use; else
+    /// exactly `scopes`.
+    pub(crate) fn plan<'a>(&self, scopes: &'a [ScopeKey], expand: bool) -> Planned<'a> {
+        if expand {
+            self.redis.plan(scopes)
+        } else {
+            Planned {
+                used: LenMask::default(),
+                candidates: Cow::Borrowed(scopes),
+            }
+        }
+    }
+
+    /// Decodes a lookup reply for `planned`; `Err(candidates)` when the
+    /// range index names a length the plan lacked: the lookup must be sent
+    /// again for those candidates (once: see [`crate::redis_block`]).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn settle<'a>(
+        &self,
+        scopes: &'a [ScopeKey],
+        planned: &Planned<'_>,
+        keys: &[String],
+        raw: RawLookup,
+        expand: bool,
+    ) -> Result<Result<LookupReply, Cow<'a, [ScopeKey]>>, StoreError> {
+        let (values, flags, index) = raw;
+        let (state, again) = self.redis.replan(scopes, planned, &index);
+        match again {
+            Some(again) if expand => Ok(Err(again)),
+            _ => LookupReply::decode(planned.candidates.len(), keys, values, flags, state.warm)
+                .map(Ok),
+        }
+    }
+
+    /// Decodes the reply of a repeated lookup (no further repeat).
+    pub(crate) fn settle_again(
+        &self,
+        candidates: &[ScopeKey],
+        keys: &[String],
+        (values, flags, index): RawLookup,
+    ) -> Result<LookupReply, StoreError> {
+        let planned = Planned {
+            used: LenMask::all(),
+            candidates: Cow::Borrowed(candidates),
+        };
+        let (state, _) = self.redis.replan(candidates, &planned, &index);
+        LookupReply::decode(candidates.len(), keys, values, flags, state.warm)
+    }
+
+    /// The sync lookup: one round trip (two when a new prefix length
+    /// appeared), then the walk.
+    fn lookup(&self, scopes: &[ScopeKey], expand: bool) -> Result<Option<BlockEntry>, StoreError> {
+        if scopes.is_empty() {
+            return Ok(None);
+        }
+        let planned = self.plan(scopes, expand);
+        let (keys, pipe) = self.lookup_pipe(&planned.candidates);
+        let raw: RawLookup = self.redis.pool().pipeline(&pipe)?;
+        let (candidates, reply) = match self.settle(scopes, &planned, &keys, raw, expand)? {
+            Ok(reply) => (planned.candidates, reply),
+            Err(again) => {
+                let (keys, pipe) = self.lookup_pipe(&again);
+                let raw: RawLookup = self.redis.pool().pipeline(&pipe)?;
+                let reply = self.settle_again(&again, &keys, raw)?;
+                (again, reply)
+            }
+        };
+        match self.walk(scopes, &candidates, &reply, true, expand)? {
+            Walk::Answer(found) => Ok(found),
+            // Unreachable with Postgres allowed; answered as "nothing found"
+            // would hide a ban, so it is an error.
+            Walk::NeedsPostgres => Err(StoreError::Redis("lookup did not complete".into())),
+        }
     }
 
     /// Decides from the lookup reply, in candidate order. Without
@@ -594,23 +767,30 @@ impl TieredBlockStore {
     /// A Postgres error is answered by the first later candidate's active
     /// cached entry (a proven ban, logged, coalesced) and returned only
     /// when there is none.
+    ///
+    /// `original`: the lookup's own candidates; `scopes`: the candidates
+    /// the reply answers for (with covering ranges when `expand`).
     pub(crate) fn walk(
         &self,
+        original: &[ScopeKey],
         scopes: &[ScopeKey],
         reply: &LookupReply,
         allow_postgres: bool,
+        expand: bool,
     ) -> Result<Walk, StoreError> {
-        self.walk_with(scopes, reply, allow_postgres, true)
+        self.walk_with(original, scopes, reply, allow_postgres, true, expand)
     }
 
     /// [`Self::walk`]; `rebuild`: a cold walk with Postgres rebuilds the
     /// mirror inline first.
     pub(crate) fn walk_with(
         &self,
+        original: &[ScopeKey],
         scopes: &[ScopeKey],
         reply: &LookupReply,
         allow_postgres: bool,
         rebuild: bool,
+        expand: bool,
     ) -> Result<Walk, StoreError> {
         let LookupReply { raw, cached, flags } = reply;
         let now = self.redis.now();
@@ -625,7 +805,7 @@ impl TieredBlockStore {
                 return Ok(Walk::NeedsPostgres);
             }
             return self
-                .cold_lookup(scopes, raw, cached, rebuild)
+                .cold_lookup(original, scopes, raw, cached, rebuild, expand)
                 .map(Walk::Answer);
         }
         let mut from = 0;
@@ -708,26 +888,20 @@ impl BlockStore for TieredBlockStore {
         }
     }
 
+    /// The scope's own entry (no covering ranges), looked up like an
+    /// ingress candidate.
     fn get_active(&self, scope: &ScopeKey) -> Result<Option<BlockEntry>, StoreError> {
-        self.first_active(std::slice::from_ref(scope))
+        self.lookup(std::slice::from_ref(scope), false)
     }
 
-    /// One pipelined round trip: MGET of the candidates' entries and
-    /// SMISMEMBER of the warm marker and the candidates. A clean request
-    /// with a warm mirror ends there.
+    /// One pipelined round trip: MGET of the candidates' entries (an
+    /// address's covering ranges at the prefix lengths in use included),
+    /// SMISMEMBER of the warm marker and the candidates, and the read of
+    /// the range index. A clean request with a warm mirror ends there; a
+    /// second round trip only when the index names a prefix length the
+    /// candidates lacked (the first range of a new length).
     fn first_active(&self, scopes: &[ScopeKey]) -> Result<Option<BlockEntry>, StoreError> {
-        if scopes.is_empty() {
-            return Ok(None);
-        }
-        let (keys, pipe) = self.lookup_pipe(scopes);
-        let reply = self.redis.pool().pipeline(&pipe)?;
-        let reply = LookupReply::decode(scopes.len(), &keys, reply)?;
-        match self.walk(scopes, &reply, true)? {
-            Walk::Answer(found) => Ok(found),
-            // Unreachable with Postgres allowed; answered as "nothing found"
-            // would hide a ban, so it is an error.
-            Walk::NeedsPostgres => Err(StoreError::Redis("lookup did not complete".into())),
-        }
+        self.lookup(scopes, true)
     }
 
     /// Active permanent blocks, from Postgres.

@@ -392,7 +392,8 @@ async fn tiered_lookup_that_needs_an_unreachable_postgres_is_an_error_never_not_
         clock(),
         TieredOptions::default(),
     ));
-    // A warm mirror that lists a ban whose cached entry is gone.
+    // A warm mirror (and range index) that lists a ban whose cached entry
+    // is gone.
     redis.cmd::<i64>(
         redis::cmd("SADD")
             .arg(sync.mirror_key())
@@ -400,6 +401,9 @@ async fn tiered_lookup_that_needs_an_unreachable_postgres_is_an_error_never_not_
             .arg("user:eve"),
     );
     redis.cmd::<i64>(redis::cmd("EXPIRE").arg(sync.mirror_key()).arg(60));
+    let index = sync.redis().range_index_key();
+    redis.cmd::<i64>(redis::cmd("ZADD").arg(&index).arg("inf").arg("#warm"));
+    redis.cmd::<i64>(redis::cmd("EXPIRE").arg(&index).arg(60));
     let conn = AsyncRedis::new(&redis.config()).expect("config");
     let lookup = AsyncTieredBlockStore::new(
         &conn,

@@ -11,8 +11,12 @@
 //!
 //! | type | lookup |
 //! |---|---|
-//! | [`AsyncRedisBlockStore`] | one `MGET` |
-//! | [`AsyncTieredBlockStore`] | one pipelined `MGET` + `SMISMEMBER`; Postgres (cold / evicted) on the blocking pool |
+//! | [`AsyncRedisBlockStore`] | one pipelined `MGET` + read of the range index |
+//! | [`AsyncTieredBlockStore`] | one pipelined `MGET` + `SMISMEMBER` + read of the range index; Postgres (cold / evicted) on the blocking pool |
+//!
+//! Covering ranges are looked up exactly as the sync stores do (the same
+//! plan, [`crate::ranges`]): a second round trip only when the range index
+//! names a prefix length the first lacked.
 //! | [`LocalBlocks`] | a store that answers from memory, called inline |
 //! | [`OffloadedBlocks`] | any other [`BlockStore`], on the blocking pool |
 
@@ -31,11 +35,9 @@ pub use blocking::{BlockingError, BlockingPool};
 pub use conn::AsyncRedis;
 
 use crate::block::{BlockEntry, BlockStore, StoreError};
-use crate::redis_block::RedisBlockStore;
+use crate::redis_block::{IndexReply, RedisBlockStore};
 use crate::stats::StoreStats;
-use crate::tiered::{
-    first_cached_from, log_cached_fallback, LookupReply, RawLookup, TieredBlockStore, Walk,
-};
+use crate::tiered::{first_cached_from, log_cached_fallback, RawLookup, TieredBlockStore, Walk};
 
 /// A boxed, `Send` future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -111,7 +113,10 @@ impl AsyncRedisBlockStore {
         }
     }
 
-    /// The lookup: one `MGET` over every candidate key.
+    /// The lookup: one round trip, `MGET` over every candidate key (an
+    /// address's covering ranges at the lengths in use included) and the
+    /// read of the range index; a second `MGET` only when the index names a
+    /// length the first lacked.
     pub async fn first_active(
         &self,
         scopes: &[ScopeKey],
@@ -119,9 +124,17 @@ impl AsyncRedisBlockStore {
         if scopes.is_empty() {
             return Ok(None);
         }
-        let (keys, cmd) = self.store.lookup_cmd(scopes);
-        let values: Vec<Option<String>> = self.conn.query(&cmd).await?;
-        Ok(self.store.pick_active(&keys, values))
+        let planned = self.store.plan(scopes);
+        let (keys, pipe) = self.store.lookup_pipe(&planned.candidates);
+        let (values, index): (Vec<Option<String>>, IndexReply) = self.conn.pipeline(&pipe).await?;
+        match self.store.replan(scopes, &planned, &index).1 {
+            None => Ok(self.store.pick_active(&keys, values)),
+            Some(again) => {
+                let (keys, cmd) = self.store.lookup_cmd(&again);
+                let values: Vec<Option<String>> = self.conn.query(&cmd).await?;
+                Ok(self.store.pick_active(&keys, values))
+            }
+        }
     }
 
     /// Round trips of the async lookups.
@@ -199,14 +212,23 @@ impl AsyncTieredBlockStore {
         if scopes.is_empty() {
             return Ok(None);
         }
-        let (keys, pipe) = self.store.lookup_pipe(scopes);
+        let planned = self.store.plan(scopes, true);
+        let (keys, pipe) = self.store.lookup_pipe(&planned.candidates);
         let raw: RawLookup = self.conn.pipeline(&pipe).await?;
-        let reply = LookupReply::decode(scopes.len(), &keys, raw)?;
+        let (candidates, reply) = match self.store.settle(scopes, &planned, &keys, raw, true)? {
+            Ok(reply) => (planned.candidates, reply),
+            Err(again) => {
+                let (keys, pipe) = self.store.lookup_pipe(&again);
+                let raw: RawLookup = self.conn.pipeline(&pipe).await?;
+                let reply = self.store.settle_again(&again, &keys, raw)?;
+                (again, reply)
+            }
+        };
         let cold = !reply.flags[0];
         if cold {
             self.rebuild_detached();
         }
-        if let Walk::Answer(found) = self.store.walk(scopes, &reply, false)? {
+        if let Walk::Answer(found) = self.store.walk(scopes, &candidates, &reply, false, true)? {
             return Ok(found);
         }
         // What answers when the blocking pool does not (timeout, panic):
@@ -216,9 +238,10 @@ impl AsyncTieredBlockStore {
         let fallback = first_cached_from(&reply.cached, self.store.redis().now(), 0);
         let store = Arc::clone(&self.store);
         let scopes = scopes.to_vec();
+        let candidates = candidates.into_owned();
         let walked = self
             .pool
-            .run(move || store.walk_with(&scopes, &reply, true, false))
+            .run(move || store.walk_with(&scopes, &candidates, &reply, true, false, true))
             .await;
         match walked {
             Ok(Ok(Walk::Answer(found))) => Ok(found),
