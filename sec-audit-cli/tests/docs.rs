@@ -49,9 +49,7 @@ fn bare(e: &ConfigError) -> &ConfigError {
 /// `enabled`, `rules[].plugin`, `rule_actions.<rule>.ttl`, `serve.listen`…
 /// A wrong value is fine; only an unknown-key error means no.
 fn schema_accepts(key: &str) -> bool {
-    let unknown = |r: Result<Config, ConfigError>, name: &str| {
-        !matches!(r.as_ref().map_err(bare), Err(ConfigError::UnknownKey(k)) if k == name)
-    };
+    let unknown = |r: Result<Config, ConfigError>, name: &str| !matches!(r.as_ref().map_err(bare), Err(ConfigError::UnknownKey(k)) if k == name);
     if key == "rule_actions.<rule>" {
         return Config::from_toml_str("[rule_actions]\nr = \"alert\"").is_ok();
     }
@@ -80,10 +78,7 @@ fn schema_accepts(key: &str) -> bool {
     }
     for table in ["safelist", "escalation"] {
         if let Some(k) = key.strip_prefix(&format!("{table}.")) {
-            return unknown(
-                Config::from_toml_str(&format!("[{table}]\n{k} = 0")),
-                key,
-            );
+            return unknown(Config::from_toml_str(&format!("[{table}]\n{k} = 0")), key);
         }
     }
     if key.contains(['.', '[', '<']) {
@@ -98,11 +93,16 @@ fn schema_accepts(key: &str) -> bool {
 /// `schema_accepts`, so a name built wrongly fails here rather than
 /// passing quietly.
 fn schema_keys() -> BTreeSet<String> {
-    let mut keys: BTreeSet<String> = sec_audit_enforce::config::schema_keys().into_iter().collect();
+    let mut keys: BTreeSet<String> = sec_audit_enforce::config::schema_keys()
+        .into_iter()
+        .collect();
     for k in sec_audit_serve::ServeConfig::keys() {
         keys.insert(format!("serve.{k}"));
     }
-    assert!(keys.len() > 40, "the schema's keys were not found: {keys:?}");
+    assert!(
+        keys.len() > 40,
+        "the schema's keys were not found: {keys:?}"
+    );
     for k in &keys {
         assert!(
             schema_accepts(k),

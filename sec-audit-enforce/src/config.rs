@@ -339,7 +339,11 @@ pub fn schema_keys() -> Vec<String> {
         .map(|k| k.to_string())
         .collect();
     keys.push("rules[].builtin".into());
-    keys.extend(struct_fields::<PluginFile>().iter().map(|k| format!("rules[].{k}")));
+    keys.extend(
+        struct_fields::<PluginFile>()
+            .iter()
+            .map(|k| format!("rules[].{k}")),
+    );
     keys.push("rule_actions.<rule>".into());
     keys.extend(
         sec_audit_rules::policy::ActionSpec::table_keys()
@@ -347,8 +351,16 @@ pub fn schema_keys() -> Vec<String> {
             .map(|k| format!("rule_actions.<rule>.{k}")),
     );
     keys.push("block_rules.<rule>".into());
-    keys.extend(struct_fields::<SafelistConfig>().iter().map(|k| format!("safelist.{k}")));
-    keys.extend(struct_fields::<EscalationConfig>().iter().map(|k| format!("escalation.{k}")));
+    keys.extend(
+        struct_fields::<SafelistConfig>()
+            .iter()
+            .map(|k| format!("safelist.{k}")),
+    );
+    keys.extend(
+        struct_fields::<EscalationConfig>()
+            .iter()
+            .map(|k| format!("escalation.{k}")),
+    );
     keys
 }
 
