@@ -367,10 +367,25 @@ async fn a_tiered_permanent_range_survives_losing_redis_and_revocation_keeps_his
 
     // Only the index lost (the mirror still warm): rebuilt like a mirror.
     t.redis.cmd::<i64>(redis::cmd("DEL").arg(&index));
-    assert_eq!(
-        value(t.store.first_active(&ingress("203.0.113.52"))).as_deref(),
-        Some("203.0.113.0/24")
-    );
+    // Every lookup answers right at once (from Postgres while the index is
+    // cold); the rebuild runs one worker at a time, so a lookup that finds
+    // the detached rebuild above still holding its turn answers without
+    // rebuilding: retry, bounded, until one of them rebuilds.
+    let waited = Instant::now();
+    loop {
+        assert_eq!(
+            value(t.store.first_active(&ingress("203.0.113.52"))).as_deref(),
+            Some("203.0.113.0/24")
+        );
+        if zscore(&t.redis, &index, "4/24").is_some() {
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(10),
+            "index not rebuilt by a lookup"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(zscore(&t.redis, &index, "4/24"), Some(f64::INFINITY));
     assert_eq!(zscore(&t.redis, &index, "#warm"), Some(f64::INFINITY));
     // (This lookup learns the lengths again.)
