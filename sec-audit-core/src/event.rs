@@ -5,8 +5,11 @@
 //! through flat then nested keys, and typed accessors that never fail.
 
 use std::borrow::Cow;
+use std::net::IpAddr;
 
 use serde_json::{Map, Value};
+
+use crate::client_ip::parse_ip_token;
 
 /// OTel keys that fill their raw alias when the raw key is absent or empty.
 pub const ALIASES: [(&str, &str); 5] = [
@@ -43,10 +46,126 @@ impl EventError {
 }
 
 /// One audit event. Cheap to read: every accessor borrows from the event.
+///
+/// The fields every pass reads (request id, client address, user, session,
+/// method, path, routes, status code) are resolved once, when the event is
+/// built, into typed slots; their accessors read a slot instead of looking
+/// keys up in the attribute map. The attributes stay the event's contract
+/// (plugins, summaries, `field` lookups) and are never changed after
+/// construction, so the slots always agree with them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
     event_type: String,
     attributes: Map<String, Value>,
+    slots: Slots,
+}
+
+/// The resolved fields, in [`Slots::text`] order.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    RequestId,
+    Srcip,
+    UserId,
+    SessionId,
+    Username,
+    Route,
+    Method,
+    Path,
+    Url,
+    RoutePattern,
+    RouteName,
+    /// The ip scope value: the client address as the ingress check reads
+    /// it, in canonical text; empty when `srcip` is not an address.
+    IpKey,
+}
+
+const SLOTS: usize = 12;
+
+/// Every slot's text in one buffer (one allocation per event), the status
+/// code and the parsed client address.
+#[derive(Debug, Clone, PartialEq)]
+struct Slots {
+    text: String,
+    spans: [(u32, u32); SLOTS],
+    status_code: i64,
+    client_ip: Option<IpAddr>,
+}
+
+/// An IPv4-mapped IPv6 address is the IPv4 address.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Slots {
+    fn resolve(attributes: &Map<String, Value>) -> Slots {
+        let text_of = |key: &str| value_text(lookup(attributes, key));
+        let first_text = |keys: &[&str]| {
+            keys.iter()
+                .map(|k| text_of(k))
+                .find(|t| !t.is_empty())
+                .unwrap_or(Cow::Borrowed(""))
+        };
+        let srcip = text_of("srcip");
+        let t = srcip.trim();
+        let client_ip = parse_ip_token(t).map(canonical_ip);
+        let ip_key: Cow<'_, str> = match client_ip {
+            // Bare digits and dots parse only from the canonical IPv4 text
+            // (four decimal octets, no leading zeros): it is the key.
+            Some(IpAddr::V4(_)) if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+                Cow::Borrowed(t)
+            }
+            Some(ip) => Cow::Owned(ip.to_string()),
+            None => Cow::Borrowed(""),
+        };
+        let texts: [Cow<'_, str>; SLOTS] = [
+            text_of("request_id"),
+            srcip.clone(),
+            text_of("user_id"),
+            text_of("session_id"),
+            text_of("username"),
+            text_of("route"),
+            first_text(&["http.request.method", "method"]),
+            first_text(&["url.path", "path"]),
+            first_text(&["url.full", "url"]),
+            first_text(&["http.route", "route_pattern", "route"]),
+            first_text(&["http.route_name", "route_name"]),
+            ip_key.clone(),
+        ];
+        let mut text = String::with_capacity(texts.iter().map(|t| t.len()).sum());
+        let mut spans = [(0u32, 0u32); SLOTS];
+        for (span, t) in spans.iter_mut().zip(texts.iter()) {
+            // A slot longer than 4 GiB (no input line is) stays empty and
+            // its accessor falls back to the map.
+            let (Ok(start), Ok(len)) = (u32::try_from(text.len()), u32::try_from(t.len())) else {
+                *span = (0, u32::MAX);
+                continue;
+            };
+            text.push_str(t);
+            *span = (start, len);
+        }
+        let status_code = ["http.response.status_code", "status_code", "status"]
+            .iter()
+            .find_map(|k| lookup(attributes, k).and_then(value_as_i64))
+            .unwrap_or(0);
+        Slots {
+            text,
+            spans,
+            status_code,
+            client_ip,
+        }
+    }
+
+    /// The slot's text; `None` only for a slot too long to keep.
+    fn get(&self, slot: Slot) -> Option<&str> {
+        let (start, len) = self.spans[slot as usize];
+        if len == u32::MAX {
+            return None;
+        }
+        self.text.get(start as usize..start as usize + len as usize)
+    }
 }
 
 fn is_empty_value(v: Option<&Value>) -> bool {
@@ -72,9 +191,11 @@ impl AuditEvent {
                 }
             }
         }
+        let slots = Slots::resolve(&attributes);
         Ok(AuditEvent {
             event_type,
             attributes,
+            slots,
         })
     }
 
@@ -124,45 +245,80 @@ impl AuditEvent {
         Cow::Borrowed("")
     }
 
+    /// A resolved slot, or (for a slot too long to keep) what `fallback`
+    /// reads from the map.
+    fn slot<'a>(&'a self, slot: Slot, fallback: impl FnOnce() -> Cow<'a, str>) -> Cow<'a, str> {
+        match self.slots.get(slot) {
+            Some(t) => Cow::Borrowed(t),
+            None => fallback(),
+        }
+    }
+
     pub fn request_id(&self) -> Cow<'_, str> {
-        self.text("request_id")
+        self.slot(Slot::RequestId, || self.text("request_id"))
     }
     /// Resolved client IP (`source.address` / `srcip`), as text.
     pub fn srcip(&self) -> Cow<'_, str> {
-        self.text("srcip")
+        self.slot(Slot::Srcip, || self.text("srcip"))
+    }
+    /// The client address of [`AuditEvent::srcip`], parsed as the ingress
+    /// check parses a peer address (`ip:port`, `[v6]` accepted) and
+    /// canonical (an IPv4-mapped IPv6 address is the IPv4 address); `None`
+    /// when it is not an address.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.slots.client_ip
+    }
+    /// [`AuditEvent::client_ip`] as the `ip` scope's value: the canonical
+    /// text (the logged text itself when that is canonical IPv4); empty
+    /// when there is no address.
+    pub fn client_ip_key(&self) -> Cow<'_, str> {
+        self.slot(Slot::IpKey, || {
+            Cow::Owned(
+                self.client_ip()
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_default(),
+            )
+        })
     }
     pub fn user_id(&self) -> Cow<'_, str> {
-        self.text("user_id")
+        self.slot(Slot::UserId, || self.text("user_id"))
     }
     pub fn session_id(&self) -> Cow<'_, str> {
-        self.text("session_id")
+        self.slot(Slot::SessionId, || self.text("session_id"))
+    }
+    /// `username` as text (no alias: `user.name` is not read here).
+    pub fn username(&self) -> Cow<'_, str> {
+        self.slot(Slot::Username, || self.text("username"))
+    }
+    /// `route` as text (`http.route` fills it when it is empty).
+    pub fn route(&self) -> Cow<'_, str> {
+        self.slot(Slot::Route, || self.text("route"))
     }
     pub fn method(&self) -> Cow<'_, str> {
-        self.first_text(&["http.request.method", "method"])
+        self.slot(Slot::Method, || {
+            self.first_text(&["http.request.method", "method"])
+        })
     }
     pub fn path(&self) -> Cow<'_, str> {
-        self.first_text(&["url.path", "path"])
+        self.slot(Slot::Path, || self.first_text(&["url.path", "path"]))
     }
     pub fn url(&self) -> Cow<'_, str> {
-        self.first_text(&["url.full", "url"])
+        self.slot(Slot::Url, || self.first_text(&["url.full", "url"]))
     }
     /// Route template: `http.route`, else `route_pattern`, else `route`.
     pub fn route_pattern(&self) -> Cow<'_, str> {
-        self.first_text(&["http.route", "route_pattern", "route"])
+        self.slot(Slot::RoutePattern, || {
+            self.first_text(&["http.route", "route_pattern", "route"])
+        })
     }
     pub fn route_name(&self) -> Cow<'_, str> {
-        self.first_text(&["http.route_name", "route_name"])
+        self.slot(Slot::RouteName, || {
+            self.first_text(&["http.route_name", "route_name"])
+        })
     }
     /// Status code from an integer or a numeric string; 0 when absent or odd.
     pub fn status_code(&self) -> i64 {
-        for k in ["http.response.status_code", "status_code", "status"] {
-            if let Some(v) = self.field(k) {
-                if let Some(n) = value_as_i64(v) {
-                    return n;
-                }
-            }
-        }
-        0
+        self.slots.status_code
     }
     /// The parsed request body when it is an object.
     pub fn body(&self) -> Option<&Map<String, Value>> {
@@ -362,6 +518,97 @@ mod tests {
         );
         let p = parse_line(r#"{"event_type": "x", "timestamp": "12"}"#).unwrap();
         assert_eq!(p.timestamp_ns, None);
+    }
+
+    /// What each slot accessor returned before the slots: the map lookups.
+    fn uncached(e: &AuditEvent) -> Vec<String> {
+        let first = |keys: &[&str]| {
+            keys.iter()
+                .map(|k| e.text(k).into_owned())
+                .find(|t| !t.is_empty())
+                .unwrap_or_default()
+        };
+        let status = ["http.response.status_code", "status_code", "status"]
+            .iter()
+            .find_map(|k| e.field(k).and_then(value_as_i64))
+            .unwrap_or(0);
+        vec![
+            e.text("request_id").into_owned(),
+            e.text("srcip").into_owned(),
+            e.text("user_id").into_owned(),
+            e.text("session_id").into_owned(),
+            e.text("username").into_owned(),
+            e.text("route").into_owned(),
+            first(&["http.request.method", "method"]),
+            first(&["url.path", "path"]),
+            first(&["url.full", "url"]),
+            first(&["http.route", "route_pattern", "route"]),
+            first(&["http.route_name", "route_name"]),
+            status.to_string(),
+        ]
+    }
+
+    fn cached(e: &AuditEvent) -> Vec<String> {
+        vec![
+            e.request_id().into_owned(),
+            e.srcip().into_owned(),
+            e.user_id().into_owned(),
+            e.session_id().into_owned(),
+            e.username().into_owned(),
+            e.route().into_owned(),
+            e.method().into_owned(),
+            e.path().into_owned(),
+            e.url().into_owned(),
+            e.route_pattern().into_owned(),
+            e.route_name().into_owned(),
+            e.status_code().to_string(),
+        ]
+    }
+
+    #[test]
+    fn slots_agree_with_the_map_lookups_they_replace() {
+        let events = [
+            json!({"event_type": "x"}),
+            json!({"event_type": "x", "request_id": 17, "source.address": "203.0.113.9",
+                   "user.id": 7, "session.id": "s", "username": "bob", "http.route": "/a/{id}",
+                   "http.request.method": "POST", "method": "GET", "url.path": "", "path": "/p",
+                   "url": {"full": "http://h/p"}, "route_pattern": "/rp", "http.route_name": "n",
+                   "http.response.status_code": "nope", "status_code": "404"}),
+            json!({"event_type": "x", "srcip": true, "user_id": 1.5, "route": "/r",
+                   "http": {"request": {"method": "DELETE"}, "route": null},
+                   "url": {"path": "/nested"}, "status": 201.0}),
+            json!({"event_type": "x", "source": {"address": "::ffff:10.0.0.1"}, "srcip": "",
+                   "request_id": "  padded  ", "status_code": {"no": 1}}),
+            json!({"event_type": "x", "srcip": "[2001:db8::1]:443", "path": 5}),
+        ];
+        for v in events {
+            let e = ev(v.clone());
+            assert_eq!(cached(&e), uncached(&e), "{v}");
+        }
+    }
+
+    #[test]
+    fn the_client_address_is_parsed_once_and_canonical() {
+        let cases = [
+            ("203.0.113.9", Some("203.0.113.9")),
+            (" 203.0.113.9 ", Some("203.0.113.9")),
+            ("203.0.113.9:8080", Some("203.0.113.9")),
+            ("::ffff:198.51.100.7", Some("198.51.100.7")),
+            ("[2001:DB8::1]:443", Some("2001:db8::1")),
+            ("999.1.1.1", None),
+            ("203.0.113.014", None),
+            ("not-an-ip", None),
+            ("", None),
+        ];
+        for (raw, want) in cases {
+            let e = ev(json!({"event_type": "x", "source.address": raw}));
+            assert_eq!(
+                e.client_ip().map(|ip| ip.to_string()).as_deref(),
+                want,
+                "{raw}"
+            );
+            assert_eq!(e.client_ip_key(), want.unwrap_or(""), "{raw}");
+        }
     }
 
     #[test]

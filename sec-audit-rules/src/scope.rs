@@ -4,10 +4,8 @@
 //! that fires on `ip` blocks exactly the `ip` the ingress check later reads.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use sec_audit_core::client_ip::parse_ip_token;
 use sec_audit_core::event::value_text;
 use sec_audit_core::AuditEvent;
 
@@ -136,7 +134,7 @@ impl ScopeDef {
                     v = value_text(event.field("actor.id"));
                 }
                 if v.trim().is_empty() {
-                    v = event.text("username");
+                    v = event.username();
                 }
                 if v.trim().is_empty() {
                     v = value_text(event.field("actor.name"));
@@ -149,34 +147,16 @@ impl ScopeDef {
                 // (`parse_ip_token`, then canonical), so a block written
                 // here is one ingress can match. Text that is not an
                 // address (`999.1.1.1`, `203.0.113.014`) gives no ip scope
-                // at all, as at ingress.
-                let raw = event.srcip();
-                let t = raw.trim();
-                match parse_ip_token(t) {
-                    // Bare digits and dots parse only from the canonical
-                    // IPv4 text (four decimal octets, no leading zeros): no
-                    // need to format it again.
-                    Some(IpAddr::V4(_)) if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
-                        push(t)
-                    }
-                    Some(ip) => push(&canonical_ip(ip).to_string()),
-                    None => {}
-                }
+                // at all, as at ingress. The event resolved it once.
+                push(&event.client_ip_key())
             }
-            Extract::Route => push(&event.text("route")),
+            Extract::Route => push(&event.route()),
             Extract::Custom(f) => {
                 for v in f(event) {
                     push(&v);
                 }
             }
         }
-    }
-}
-
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
     }
 }
 
