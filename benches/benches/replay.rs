@@ -5,17 +5,26 @@
 //! built-ins on memory stores; the input is the seeded mixed stream as
 //! JSONL lines.
 //!
+//! Beside the pipeline, on the same lines: `parse_only/value`, the bare
+//! `serde_json::Value` parse of each line (the reference of the throughput
+//! target), `parse_only/event`, the replay's own parse step
+//! ([`ParsedInput::of`]: the event with its resolved slots), and
+//! `pipeline/parse_ahead`, the pipeline as `sec-audit replay` runs it —
+//! parsing on a second thread ahead of evaluation.
+//!
 //! Every pass over the stream runs on a fresh replayer (replay time only
 //! moves forward, so a second pass over the same lines in one replayer would
 //! not be the same traffic); building and dropping the replayer is not
 //! timed.
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sec_audit_benches::{full_run, jsonl_lines, GenOptions, QUICKSTART_BUILTINS};
 use sec_audit_cli::lines::Line;
-use sec_audit_cli::replay::{Replayer, MIN_REQUEST_WINDOW};
+use sec_audit_cli::parse_ahead;
+use sec_audit_cli::replay::{ParsedInput, Replayer, MIN_REQUEST_WINDOW};
 use sec_audit_enforce::{Config, Sink};
 
 fn replay(c: &mut Criterion) {
@@ -46,6 +55,60 @@ fn replay(c: &mut Criterion) {
                 }
                 total += t.elapsed();
                 left -= k;
+                assert_eq!(r.stats.rejected, 0, "generated lines are valid");
+                drop(r);
+            }
+            total
+        })
+    });
+    group.bench_function("parse_only/value", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let l = &lines[i % lines.len()];
+            i += 1;
+            serde_json::from_slice::<serde_json::Value>(l.as_bytes()).is_ok()
+        })
+    });
+    group.bench_function("parse_only/event", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let l = &lines[i % lines.len()];
+            i += 1;
+            ParsedInput::of(Line::Text(l.as_bytes()))
+        })
+    });
+    // The input as one buffer, read through the same bounded line reader.
+    let mut text = lines.join("\n");
+    text.push('\n');
+    group.bench_function("pipeline/parse_ahead", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            let mut left = iters as usize;
+            while left > 0 {
+                let mut r = replayer();
+                let k = left.min(lines.len());
+                let input = if k == lines.len() {
+                    text.as_bytes()
+                } else {
+                    // The first k lines: up to the k-th newline.
+                    let end = text
+                        .match_indices('\n')
+                        .nth(k - 1)
+                        .map_or(text.len(), |(i, _)| i + 1);
+                    &text.as_bytes()[..end]
+                };
+                let t = Instant::now();
+                parse_ahead::drive(input, 1 << 20, |batch| {
+                    for p in &batch.lines {
+                        let n = r.stats.lines + 1;
+                        r.parsed(n, p);
+                    }
+                    ControlFlow::Continue(())
+                })
+                .expect("in-memory input");
+                total += t.elapsed();
+                left -= k;
+                assert_eq!(r.stats.lines as usize, k, "every line replayed");
                 assert_eq!(r.stats.rejected, 0, "generated lines are valid");
                 drop(r);
             }

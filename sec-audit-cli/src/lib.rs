@@ -10,6 +10,7 @@ pub mod explain;
 pub mod lines;
 pub mod migrate;
 pub mod out;
+pub mod parse_ahead;
 pub mod progress;
 pub mod replay;
 pub mod summary;

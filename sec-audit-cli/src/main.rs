@@ -6,6 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+/// mimalloc instead of the system allocator: replay allocates each event
+/// on its parsing thread and frees it on the evaluating one, which glibc's
+/// per-thread arenas make slow (measured in docs/PERFORMANCE.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sec_audit_cli::{blocks, check_cmd, error, explain, migrate, replay};
 
 use sec_audit_cli::blocks::{parse_contains, parse_since, Since};

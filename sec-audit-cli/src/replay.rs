@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -16,7 +17,8 @@ use sec_audit_enforce::{
 };
 
 use crate::error::{CliError, EXIT_OK, EXIT_STORE_FAILURES};
-use crate::lines::{Line, LineReader};
+use crate::lines::Line;
+use crate::parse_ahead::ReadError;
 use crate::progress::Progress;
 use crate::summary::Tally;
 use crate::util::{load_config, OutputTarget, WatchedWriter, WriteWatch};
@@ -116,6 +118,41 @@ pub fn request_view<'a>(event: &'a AuditEvent, request_id: &'a str) -> RequestVi
     }
 }
 
+/// One input line as the replay's parse step leaves it: the event and its
+/// (non-negative, integer) timestamp, or why the line is rejected. The
+/// step reads no replay state, so it runs ahead of evaluation on another
+/// thread ([`run`] does); [`Replayer::parsed`] takes the result in order.
+#[derive(Debug)]
+pub struct ParsedInput(Result<(AuditEvent, i64), String>);
+
+impl ParsedInput {
+    /// Parses one line.
+    pub fn of(line: Line<'_>) -> ParsedInput {
+        ParsedInput(Self::parse(line))
+    }
+
+    fn parse(line: Line<'_>) -> Result<(AuditEvent, i64), String> {
+        let bytes = match line {
+            Line::TooLong(n) => return Err(format!("longer than the line limit ({n} bytes)")),
+            Line::Text(b) => b,
+        };
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return Err("not UTF-8".into());
+        };
+        if text.trim().is_empty() {
+            return Err("empty line".into());
+        }
+        let parsed = parse_line(text).map_err(|e| reason_of(&e))?;
+        let Some(ts) = parsed.timestamp_ns else {
+            return Err("no integer `timestamp`".into());
+        };
+        if ts < 0 {
+            return Err("negative `timestamp`".into());
+        }
+        Ok((parsed.event, ts))
+    }
+}
+
 /// The replay engine: a runtime on a log-driven clock, the request window
 /// and the counts. Feed it lines in file order.
 pub struct Replayer {
@@ -190,33 +227,30 @@ impl Replayer {
         line: Line<'_>,
         seen: &mut dyn FnMut(&AuditEvent),
     ) -> LineOutcome {
+        self.parsed_traced(line_no, &ParsedInput::of(line), seen)
+    }
+
+    /// Handles one line already parsed by [`ParsedInput::of`] (on any
+    /// thread): the same as [`Replayer::line`] on the line it came from.
+    pub fn parsed(&mut self, line_no: u64, input: &ParsedInput) {
+        self.parsed_traced(line_no, input, &mut |_| {});
+    }
+
+    fn parsed_traced(
+        &mut self,
+        line_no: u64,
+        input: &ParsedInput,
+        seen: &mut dyn FnMut(&AuditEvent),
+    ) -> LineOutcome {
         self.stats.lines += 1;
-        let bytes = match line {
-            Line::TooLong(n) => {
-                return self.reject(line_no, format!("longer than the line limit ({n} bytes)"))
-            }
-            Line::Text(b) => b,
+        let (event, ts) = match &input.0 {
+            Err(reason) => return self.reject(line_no, reason.clone()),
+            Ok(ok) => ok,
         };
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return self.reject(line_no, "not UTF-8".into());
-        };
-        if text.trim().is_empty() {
-            return self.reject(line_no, "empty line".into());
-        }
-        let parsed = match parse_line(text) {
-            Ok(p) => p,
-            Err(e) => return self.reject(line_no, reason_of(&e)),
-        };
-        let Some(ts) = parsed.timestamp_ns else {
-            return self.reject(line_no, "no integer `timestamp`".into());
-        };
-        if ts < 0 {
-            return self.reject(line_no, "negative `timestamp`".into());
-        }
         self.stats.events += 1;
-        self.clock.advance_to(ts);
-        seen(&parsed.event);
-        self.event(&parsed.event)
+        self.clock.advance_to(*ts);
+        seen(event);
+        self.event(event)
     }
 
     fn event(&mut self, event: &AuditEvent) -> LineOutcome {
@@ -299,7 +333,7 @@ pub fn run(opts: &ReplayOptions) -> Result<u8, CliError> {
             )));
         }
     }
-    let (reader, total): (Box<dyn BufRead>, Option<u64>) = if opts.log == "-" {
+    let (reader, total): (Box<dyn BufRead + Send>, Option<u64>) = if opts.log == "-" {
         (
             Box::new(BufReader::with_capacity(READ_BUFFER, io::stdin())),
             None,
@@ -329,28 +363,29 @@ pub fn run(opts: &ReplayOptions) -> Result<u8, CliError> {
 
     let started = Instant::now();
     let mut progress = Progress::new(opts.progress && io::stderr().is_terminal(), total);
-    let mut lines = LineReader::new(reader, opts.max_line_bytes);
-    loop {
-        let line = match lines.next_line() {
-            Ok(Some(l)) => l,
-            Ok(None) => break,
-            Err(e) => {
-                return Err(CliError::runtime(format!(
-                    "reading {log_name} failed after line {}: {e}",
-                    replayer.stats.lines
-                )))
+    // Parsing runs ahead on a second thread; evaluation takes the batches
+    // in file order here.
+    let read = crate::parse_ahead::drive(reader, opts.max_line_bytes, |batch| {
+        for input in &batch.lines {
+            let n = replayer.stats.lines + 1;
+            replayer.parsed(n, input);
+            // One relaxed atomic load: stop at the first failed write (a
+            // closed pipe, a full disk) rather than replay into the void.
+            if watch.failed() {
+                return ControlFlow::Break(());
             }
-        };
-        let n = replayer.stats.lines + 1;
-        replayer.line(n, line);
-        // One relaxed atomic load: stop at the first failed write (a closed
-        // pipe, a full disk) rather than replay into the void.
-        if watch.failed() {
-            break;
         }
-        if n % 1024 == 0 {
-            progress.update(lines.bytes_read(), n);
+        progress.update(batch.bytes_read, replayer.stats.lines);
+        ControlFlow::Continue(())
+    });
+    match read {
+        Ok(()) => {}
+        Err(ReadError::Io { lines, source }) => {
+            return Err(CliError::runtime(format!(
+                "reading {log_name} failed after line {lines}: {source}"
+            )))
         }
+        Err(e) => return Err(CliError::runtime(format!("reading {log_name}: {e}"))),
     }
     progress.finish();
     let (stats, tally) = replayer.finish();
