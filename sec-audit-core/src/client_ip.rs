@@ -39,8 +39,10 @@ pub struct ClientIpResolver {
 pub fn parse_ip_token(token: &str) -> Option<IpAddr> {
     // The common case, a bare IPv4 address: nothing to trim, and only the
     // IPv4 grammar can apply (every other form needs a `:` or a bracket).
-    if !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return token.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4);
+    match parse_bare_ipv4(token.as_bytes()) {
+        Bare::Ipv4(ip) => return Some(IpAddr::V4(ip)),
+        Bare::NotAnAddress => return None,
+        Bare::OtherForm => {}
     }
     let t = token.trim().trim_matches(|c| c == '"' || c == '\'');
     if t.is_empty() {
@@ -56,6 +58,61 @@ pub fn parse_ip_token(token: &str) -> Option<IpAddr> {
         .trim_end_matches(']')
         .parse::<IpAddr>()
         .ok()
+}
+
+/// What [`parse_bare_ipv4`] found.
+enum Bare {
+    /// Digits and dots only, an IPv4 address.
+    Ipv4(std::net::Ipv4Addr),
+    /// Digits and dots only, but not an IPv4 address (`999.1.1.1`, a
+    /// leading zero, five parts): no other grammar applies either.
+    NotAnAddress,
+    /// Something else than digits and dots (or empty): another form.
+    OtherForm,
+}
+
+/// One pass over `b`: the IPv4 address `Ipv4Addr::from_str` accepts (four
+/// decimal octets of at most 255, no leading zeros) when `b` holds only
+/// digits and dots. About a fifth of the instructions of the standard
+/// parser, which is the ingress check's largest single cost.
+fn parse_bare_ipv4(b: &[u8]) -> Bare {
+    if b.is_empty() {
+        return Bare::OtherForm;
+    }
+    // An octet is valid with 1 to 3 digits, at most 255, and no leading
+    // zero unless it is "0" itself; checked at each dot and at the end.
+    let valid = |value: u32, digits: u32, first: u8| {
+        (1..=3).contains(&digits) && value <= 255 && (first != b'0' || digits == 1)
+    };
+    let mut octets = [0u8; 4];
+    let mut part = 0usize;
+    let (mut value, mut digits, mut first) = (0u32, 0u32, 0u8);
+    let mut ok = true;
+    for &c in b {
+        if c.is_ascii_digit() {
+            if digits == 0 {
+                first = c;
+            }
+            // Wrapping: a value this long is invalid (more than 3 digits).
+            value = value.wrapping_mul(10).wrapping_add(u32::from(c - b'0'));
+            digits = digits.saturating_add(1);
+        } else if c == b'.' {
+            ok &= part < 3 && valid(value, digits, first);
+            if part < 3 {
+                octets[part] = value as u8;
+            }
+            part += 1;
+            value = 0;
+            digits = 0;
+        } else {
+            return Bare::OtherForm;
+        }
+    }
+    if !(ok && part == 3 && valid(value, digits, first)) {
+        return Bare::NotAnAddress;
+    }
+    octets[3] = value as u8;
+    Bare::Ipv4(std::net::Ipv4Addr::from(octets))
 }
 
 impl ClientIpResolver {
@@ -131,6 +188,74 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 #[cfg(test)]
 mod tests {
+
+    /// The one-pass IPv4 parser accepts exactly what the standard parser
+    /// accepts, over every digits-and-dots string of a seeded random set
+    /// and the edge cases.
+    #[test]
+    fn bare_ipv4_agrees_with_the_standard_parser() {
+        let std_parse = |t: &str| t.parse::<std::net::Ipv4Addr>().ok();
+        let fast = |t: &str| match parse_bare_ipv4(t.as_bytes()) {
+            Bare::Ipv4(ip) => Some(ip),
+            _ => None,
+        };
+        let fixed = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.0",
+            "10.0.0.1",
+            "1..2.3",
+            ".1.2.3",
+            "1.2.3.",
+            "1.2.3.4.",
+            "999.1.1.1",
+            "203.0.113.014",
+            "0000.1.1.1",
+            "1.2.3.99999999999999999999",
+            "...",
+            ".",
+            "1",
+            "100.200.250.255",
+            "300.0.0.0",
+        ];
+        for t in fixed {
+            assert_eq!(fast(t), std_parse(t), "{t}");
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = 1 + (x % 16) as usize;
+            let mut t = String::new();
+            let mut y = x;
+            for _ in 0..len {
+                y = y
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let r = (y >> 33) % 13;
+                t.push(match r {
+                    0..=2 => '.',
+                    3..=5 => '0',
+                    6 => '1',
+                    7 => '2',
+                    8 => '5',
+                    _ => char::from(b'0' + ((y >> 40) % 10) as u8),
+                });
+            }
+            assert_eq!(fast(&t), std_parse(&t), "{t}");
+            assert!(
+                !matches!(parse_bare_ipv4(t.as_bytes()), Bare::OtherForm),
+                "{t}"
+            );
+        }
+    }
+
     use super::*;
 
     fn ip(s: &str) -> Option<IpAddr> {
