@@ -89,6 +89,9 @@ struct Slots {
     spans: [(u32, u32); SLOTS],
     status_code: i64,
     client_ip: Option<IpAddr>,
+    /// Whether [`AuditEvent::body`] finds an object (most events have
+    /// none, and then it costs one branch).
+    has_body: bool,
 }
 
 /// An IPv4-mapped IPv6 address is the IPv4 address.
@@ -155,6 +158,7 @@ impl Slots {
             spans,
             status_code,
             client_ip,
+            has_body: body_of(attributes).is_some(),
         }
     }
 
@@ -322,13 +326,22 @@ impl AuditEvent {
     }
     /// The parsed request body when it is an object.
     pub fn body(&self) -> Option<&Map<String, Value>> {
-        for k in ["request.body", "body"] {
-            if let Some(Value::Object(m)) = self.field(k) {
-                return Some(m);
-            }
+        if !self.slots.has_body {
+            return None;
         }
-        None
+        body_of(&self.attributes)
     }
+}
+
+/// The body an event's attributes carry: `request.body`, else `body`,
+/// when it is an object.
+fn body_of(attributes: &Map<String, Value>) -> Option<&Map<String, Value>> {
+    for k in ["request.body", "body"] {
+        if let Some(Value::Object(m)) = lookup(attributes, k) {
+            return Some(m);
+        }
+    }
+    None
 }
 
 /// `field()` lookup over any attribute map: flat key first, then nested walk.
@@ -545,6 +558,7 @@ mod tests {
             first(&["http.route", "route_pattern", "route"]),
             first(&["http.route_name", "route_name"]),
             status.to_string(),
+            format!("{:?}", body_of(e.attributes())),
         ]
     }
 
@@ -562,6 +576,7 @@ mod tests {
             e.route_pattern().into_owned(),
             e.route_name().into_owned(),
             e.status_code().to_string(),
+            format!("{:?}", e.body()),
         ]
     }
 
@@ -580,6 +595,11 @@ mod tests {
             json!({"event_type": "x", "source": {"address": "::ffff:10.0.0.1"}, "srcip": "",
                    "request_id": "  padded  ", "status_code": {"no": 1}}),
             json!({"event_type": "x", "srcip": "[2001:db8::1]:443", "path": 5}),
+            json!({"event_type": "x", "request.body": {"a": 1}, "body": {"b": 2}}),
+            json!({"event_type": "x", "request.body": "text", "body": {"b": 2}}),
+            json!({"event_type": "x", "request": {"body": {"n": 1}}}),
+            json!({"event_type": "x", "request.body": null, "request": {"body": {"n": 2}}}),
+            json!({"event_type": "x", "body": [1]}),
         ];
         for v in events {
             let e = ev(v.clone());
