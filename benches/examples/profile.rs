@@ -32,7 +32,7 @@ fn main() {
     let what = args.first().map_or("egress", String::as_str);
     let n: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let passes: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(1);
-    let stream = if what.starts_with("ingress") {
+    let stream = if what.starts_with("ingress") || what.starts_with("emit") {
         Vec::new()
     } else {
         timed_events(42, n)
