@@ -3,7 +3,10 @@
 //! event per iteration, cycling through the stream. Side by side in one
 //! group: `Engine::evaluate(event, false)`, the whole
 //! `Runtime::handle_event` (actions applied, records serialized to a
-//! discarding writer), and each built-in alone through the engine.
+//! discarding writer), and each built-in alone through the engine; and one
+//! enforcement record emitted (`emit/*`: written straight from the event,
+//! written through or buffered, and the same record through the OTel logs
+//! API and `JsonlProcessor`), to a discarding writer.
 //!
 //! The clock follows the stream (each event at its own timestamp); every
 //! pass over the stream starts an hour after the previous one ended, so
@@ -15,7 +18,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use sec_audit_benches::{
     full_run, quickstart_rules, timed_events, TimedEvent, QUICKSTART_BUILTINS,
 };
-use sec_audit_core::ManualClock;
+use sec_audit_core::{ManualClock, Scrubber};
+use sec_audit_enforce::events::{keys, EnforcementEvent, EventEmitter, EventType, JsonlProcessor};
 use sec_audit_enforce::{Config, Runtime, Sink};
 use sec_audit_rules::Engine;
 
@@ -108,7 +112,54 @@ fn egress(c: &mut Criterion) {
             })
         });
     }
+
+    // One enforcement record, emitted.
+    for (id, emitter) in emitters() {
+        group.bench_function(format!("emit/{id}"), |b| {
+            let mut i = 0i64;
+            b.iter(|| {
+                i += 1;
+                emitter.emit(record_event(i));
+            })
+        });
+    }
     group.finish();
+}
+
+/// A typical `block_applied` record.
+pub fn record_event(i: i64) -> EnforcementEvent {
+    EnforcementEvent::new(EventType::BlockApplied, 1_780_000_000_000_000_000 + i)
+        .attr(keys::RULE_NAME, "brute_force_login")
+        .attr(keys::RULE_SEVERITY, "high")
+        .attr(keys::SCOPE_TYPE, "ip")
+        .attr(keys::SCOPE_VALUE, "203.0.113.9")
+        .attr(keys::ACTION, "temp_block")
+        .attr(keys::TTL, 300)
+        .attr(keys::EXPIRES_AT, "2026-05-28T20:31:40.000Z")
+        .attr(keys::REASON, "5 failed logins in 60 s")
+        .attr(keys::SOURCE_ADDRESS, "203.0.113.9")
+        .attr(keys::USER_ID, "alice")
+}
+
+fn emitters() -> Vec<(&'static str, EventEmitter)> {
+    let discard = || Box::new(std::io::sink());
+    let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+        .with_log_processor(JsonlProcessor::new(discard(), Scrubber::default()))
+        .build();
+    vec![
+        (
+            "direct",
+            EventEmitter::new(Sink::Writer(discard()), Scrubber::default(), "1.0"),
+        ),
+        (
+            "direct_buffered",
+            EventEmitter::new(Sink::Buffered(discard()), Scrubber::default(), "1.0"),
+        ),
+        (
+            "otel_processor",
+            EventEmitter::with_provider(provider, "1.0"),
+        ),
+    ]
 }
 
 fn config() -> Criterion {

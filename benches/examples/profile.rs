@@ -12,7 +12,10 @@
 //! request; `ingress_safelist` the same with a safelist of 1 000 networks
 //! and 100 users and sessions), `replay` (the replay pipeline), `plugin` / `native` (the
 //! example plugin rule `repeated_not_found`, or its native twin, alone in
-//! an engine).
+//! an engine), `emit` / `emit_buffered` / `emit_otel` (one enforcement
+//! record per iteration, written straight from the event through, or
+//! buffered, or through the OTel logs API and `JsonlProcessor`, to a
+//! discarding writer).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -29,7 +32,7 @@ fn main() {
     let what = args.first().map_or("egress", String::as_str);
     let n: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(20_000);
     let passes: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(1);
-    let stream = if what.starts_with("ingress") {
+    let stream = if what.starts_with("ingress") || what.starts_with("emit") {
         Vec::new()
     } else {
         timed_events(42, n)
@@ -128,6 +131,40 @@ fn main() {
                     clock.set_ns(e.timestamp_ns + pass * 86_400_000_000_000);
                     std::hint::black_box(engine.evaluate(&e.event, false).ok());
                 }
+            }
+        }
+        "emit" | "emit_buffered" | "emit_otel" => {
+            use sec_audit_core::Scrubber;
+            use sec_audit_enforce::events::{
+                keys, EnforcementEvent, EventEmitter, EventType, JsonlProcessor,
+            };
+            let discard = || Box::new(std::io::sink());
+            let emitter = match what {
+                "emit" => EventEmitter::new(Sink::Writer(discard()), Scrubber::default(), "1.0"),
+                "emit_buffered" => {
+                    EventEmitter::new(Sink::Buffered(discard()), Scrubber::default(), "1.0")
+                }
+                _ => EventEmitter::with_provider(
+                    opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+                        .with_log_processor(JsonlProcessor::new(discard(), Scrubber::default()))
+                        .build(),
+                    "1.0",
+                ),
+            };
+            for i in 0..(n * passes) as i64 {
+                emitter.emit(
+                    EnforcementEvent::new(EventType::BlockApplied, 1_780_000_000_000_000_000 + i)
+                        .attr(keys::RULE_NAME, "brute_force_login")
+                        .attr(keys::RULE_SEVERITY, "high")
+                        .attr(keys::SCOPE_TYPE, "ip")
+                        .attr(keys::SCOPE_VALUE, "203.0.113.9")
+                        .attr(keys::ACTION, "temp_block")
+                        .attr(keys::TTL, 300)
+                        .attr(keys::EXPIRES_AT, "2026-05-28T20:31:40.000Z")
+                        .attr(keys::REASON, "5 failed logins in 60 s")
+                        .attr(keys::SOURCE_ADDRESS, "203.0.113.9")
+                        .attr(keys::USER_ID, "alice"),
+                );
             }
         }
         other => panic!("unknown workload `{other}`"),

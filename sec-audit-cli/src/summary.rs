@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use sec_audit_enforce::events::keys;
 use sec_audit_enforce::{EnforcementEvent, EventType};
 
 use crate::util::{ellipsize, table};
@@ -93,20 +94,20 @@ impl Tally {
     pub fn record(&mut self, e: &EnforcementEvent) {
         self.events += 1;
         let s = |k: &str| e.get_str(k).unwrap_or("").to_string();
-        let rule = s("security_rule.name");
+        let rule = s(keys::RULE_NAME);
         let (scope, value, outcome) = match e.event_type {
-            EventType::Alert
-                if e.attributes.get("enforcement.safelisted") == Some(&true.into()) =>
-            {
-                (s("scope.type"), s("scope.value"), Outcome::Safelisted)
-            }
+            EventType::Alert if e.get_bool(keys::SAFELISTED) == Some(true) => (
+                s(keys::SCOPE_TYPE),
+                s(keys::SCOPE_VALUE),
+                Outcome::Safelisted,
+            ),
             EventType::Alert => {
                 // An alert carries the match's ip, session and user; the
                 // table lists it under the first one present.
                 let (scope, value) = [
-                    ("ip", "source.address"),
-                    ("user", "user.id"),
-                    ("session", "session.id"),
+                    ("ip", keys::SOURCE_ADDRESS),
+                    ("user", keys::USER_ID),
+                    ("session", keys::SESSION_ID),
                 ]
                 .iter()
                 .find_map(|(scope, key)| {
@@ -118,25 +119,27 @@ impl Tally {
                 (scope, value, Outcome::Alert)
             }
             EventType::BlockApplied => {
-                let outcome = if e.get_str("enforcement.action") == Some("permanent") {
+                let outcome = if e.get_str(keys::ACTION) == Some("permanent") {
                     Outcome::PermanentBlock
                 } else {
                     Outcome::TempBlock
                 };
-                (s("scope.type"), s("scope.value"), outcome)
+                (s(keys::SCOPE_TYPE), s(keys::SCOPE_VALUE), outcome)
             }
-            EventType::Blocked => (s("scope.type"), s("scope.value"), Outcome::Denied),
-            EventType::BlockRevoked => (s("scope.type"), s("scope.value"), Outcome::Revoked),
+            EventType::Blocked => (s(keys::SCOPE_TYPE), s(keys::SCOPE_VALUE), Outcome::Denied),
+            EventType::BlockRevoked => {
+                (s(keys::SCOPE_TYPE), s(keys::SCOPE_VALUE), Outcome::Revoked)
+            }
             EventType::EvaluationFailed => {
                 // A coalesced record stands for `failure_count` failures.
                 let n = e
-                    .attributes
-                    .get(sec_audit_enforce::FAILURE_COUNT_ATTR)
+                    .attributes()
+                    .get(keys::FAILURE_COUNT)
                     .and_then(serde_json::Value::as_u64)
                     .unwrap_or(1);
                 *self
                     .failures
-                    .entry((s("enforcement.fail_mode"), s("error.type")))
+                    .entry((s(keys::FAIL_MODE), s(keys::ERROR_TYPE)))
                     .or_default() += n;
                 return;
             }

@@ -199,6 +199,45 @@ impl LogRecord {
         self.malformed("record_too_large")
     }
 
+    /// The record as one JSON line and its newline, appended to `out`:
+    /// the same bytes as [`LogRecord::to_json_line`] plus `\n`, but the
+    /// attributes are scrubbed and bounded in place (the record is
+    /// consumed: no copy) and serialized straight into `out`.
+    pub fn write_json_line(
+        mut self,
+        scrubber: &Scrubber,
+        bounds: &RecordBounds,
+        out: &mut Vec<u8>,
+    ) {
+        // The malformed-record replacement names the schema version as it
+        // was before the projection.
+        let schema_version = match self.attributes.get("schema_version") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let mut attrs = std::mem::take(&mut self.attributes);
+        project_attributes(&mut attrs, scrubber, bounds);
+        let start = out.len();
+        if self.encode_into(&attrs, &self.body, out).is_err() {
+            out.truncate(start);
+            out.extend_from_slice(self.encode_fallback().as_bytes());
+        } else if out.len() - start > bounds.max_record_bytes {
+            let bytes = out.len() - start;
+            out.truncate(start);
+            tracing::warn!(
+                body = %truncate_for_log(&self.body),
+                bytes,
+                "log record over the size bound; writing a malformed-record marker instead"
+            );
+            if let Some(s) = schema_version {
+                self.attributes
+                    .insert("schema_version".into(), Value::String(s));
+            }
+            out.extend_from_slice(self.malformed("record_too_large").as_bytes());
+        }
+        out.push(b'\n');
+    }
+
     fn malformed(&self, reason: &str) -> String {
         let mut attrs = Map::new();
         attrs.insert("event_type".into(), Value::String(MALFORMED_RECORD.into()));
@@ -235,8 +274,8 @@ impl LogRecord {
         }
     }
 
-    fn encode_with(&self, attrs: &Map<String, Value>, body: &str) -> String {
-        let out = RecordOut {
+    fn record_out<'a>(&'a self, attrs: &'a Map<String, Value>, body: &'a str) -> RecordOut<'a> {
+        RecordOut {
             timestamp: self.timestamp_ns,
             observed_timestamp: self.observed_timestamp_ns,
             severity_text: self.severity.text(),
@@ -253,15 +292,30 @@ impl LogRecord {
             event_name: body,
             trace_id: self.trace_id.as_deref(),
             span_id: self.span_id.as_deref(),
-        };
+        }
+    }
+
+    fn encode_into(
+        &self,
+        attrs: &Map<String, Value>,
+        body: &str,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<()> {
+        serde_json::to_writer(out, &self.record_out(attrs, body))
+    }
+
+    fn encode_with(&self, attrs: &Map<String, Value>, body: &str) -> String {
+        let out = self.record_out(attrs, body);
         // Serializing a struct of strings, integers and a string-keyed map
         // cannot fail; the fallback keeps this function total anyway.
-        serde_json::to_string(&out).unwrap_or_else(|_| {
-            format!(
-                "{{\"timestamp\":{},\"body\":\"{MALFORMED_RECORD}\",\"event_name\":\"{MALFORMED_RECORD}\"}}",
-                self.timestamp_ns
-            )
-        })
+        serde_json::to_string(&out).unwrap_or_else(|_| self.encode_fallback())
+    }
+
+    fn encode_fallback(&self) -> String {
+        format!(
+            "{{\"timestamp\":{},\"body\":\"{MALFORMED_RECORD}\",\"event_name\":\"{MALFORMED_RECORD}\"}}",
+            self.timestamp_ns
+        )
     }
 }
 
@@ -423,6 +477,38 @@ mod tests {
         );
         assert_eq!(v["attributes"]["schema_version"], json!("1.0"));
         assert!(line.len() < 1024);
+    }
+
+    #[test]
+    fn write_json_line_is_to_json_line_and_a_newline() {
+        let mut deep = json!("leaf");
+        for _ in 0..20 {
+            deep = json!({ "k": deep, "token": "t" });
+        }
+        let big: Map<String, Value> = (0..120)
+            .map(|i| (format!("a{i:03}"), json!("é".repeat(4000))))
+            .chain([("schema_version".to_string(), json!("1.0"))])
+            .collect();
+        let cases = [
+            json!({"event_type": "a", "schema_version": "1.0", "scope.type": "ip", "empty": "", "none": null}),
+            json!({"event_type": "e", "schema_version": "1.0", "password": "p",
+                   "session.id": "audit-sess-1", "sessionid": "raw-cookie",
+                   "long": "x".repeat(10_000), "deep": deep,
+                   "list": (0..500).collect::<Vec<_>>(), "f": 1.5, "u": u64::MAX}),
+            Value::Object((0..300).map(|i| (format!("k{i:03}"), json!(i))).collect()),
+            Value::Object(big),
+        ];
+        let scrubber = Scrubber::default();
+        let bounds = RecordBounds::default();
+        let mut out = Vec::new();
+        for c in cases {
+            let r = record(c);
+            let mut want = r.to_json_line(&scrubber, &bounds);
+            want.push('\n');
+            out.clear();
+            r.write_json_line(&scrubber, &bounds, &mut out);
+            assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
+        }
     }
 
     #[test]

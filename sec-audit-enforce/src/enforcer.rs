@@ -8,7 +8,7 @@ use sec_audit_store::{BlockEntry, BlockStore, IpRange, NewBlock, StoreError};
 use serde_json::Value;
 
 use crate::escalation::{self, Escalation};
-use crate::events::{rfc3339, EnforcementEvent, EventEmitter, EventType};
+use crate::events::{keys, rfc3339, EnforcementEvent, EventEmitter, EventType};
 use crate::failure_coalescer::FailureReporter;
 use crate::safelist::Safelist;
 
@@ -199,9 +199,9 @@ impl Enforcer {
                     if self.safelist.contains(scope) {
                         self.emitter.emit(
                             self.alert(m)
-                                .attr("scope.type", scope.scope())
-                                .attr("scope.value", scope.value())
-                                .attr("enforcement.safelisted", true),
+                                .attr(keys::SCOPE_TYPE, scope.scope())
+                                .attr(keys::SCOPE_VALUE, scope.value())
+                                .attr(keys::SAFELISTED, true),
                         );
                         applied.safelisted.push(scope.clone());
                         continue;
@@ -263,13 +263,13 @@ impl Enforcer {
     /// The `alert` of a match.
     fn alert(&self, m: &Match) -> EnforcementEvent {
         EnforcementEvent::new(EventType::Alert, self.clock.now_ns())
-            .attr("security_rule.name", m.rule_name.as_str())
-            .attr("security_rule.severity", m.severity)
-            .attr("security_rule.description", m.message.as_str())
-            .attr("enforcement.action", "alert")
-            .attr("source.address", m.srcip.as_str())
-            .attr("session.id", m.session_id.as_str())
-            .attr("user.id", m.user_id.as_str())
+            .attr(keys::RULE_NAME, m.rule_name.as_str())
+            .attr(keys::RULE_SEVERITY, m.severity)
+            .attr(keys::RULE_DESCRIPTION, m.message.as_str())
+            .attr(keys::ACTION, "alert")
+            .attr(keys::SOURCE_ADDRESS, m.srcip.as_str())
+            .attr(keys::SESSION_ID, m.session_id.as_str())
+            .attr(keys::USER_ID, m.user_id.as_str())
     }
 
     /// Writes a block and emits `block_applied`.
@@ -286,11 +286,11 @@ impl Enforcer {
     ) -> Result<BlockEntry, StoreError> {
         let entry = self.blocks.block(new)?;
         let mut event = EnforcementEvent::new(EventType::BlockApplied, self.clock.now_ns())
-            .attr("scope.type", entry.scope_type.as_str())
-            .attr("scope.value", entry.scope_value.as_str())
-            .attr("security_rule.name", entry.rule_name.as_str())
+            .attr(keys::SCOPE_TYPE, entry.scope_type.as_str())
+            .attr(keys::SCOPE_VALUE, entry.scope_value.as_str())
+            .attr(keys::RULE_NAME, entry.rule_name.as_str())
             .attr(
-                "enforcement.action",
+                keys::ACTION,
                 if entry.is_permanent() {
                     "permanent"
                 } else {
@@ -298,13 +298,13 @@ impl Enforcer {
                 },
             );
         if let Some(ttl) = new.ttl {
-            event = event.attr("enforcement.ttl", ttl);
+            event = event.attr(keys::TTL, ttl);
         }
         if let Some(expires_at) = entry.expires_at {
-            event = event.attr("enforcement.expires_at", Value::String(rfc3339(expires_at)));
+            event = event.attr(keys::EXPIRES_AT, Value::String(rfc3339(expires_at)));
         }
         if let Some(n) = offense {
-            event = event.attr("enforcement.offense", n);
+            event = event.attr(keys::OFFENSE, n);
         }
         self.emitter.emit(event);
         Ok(entry)

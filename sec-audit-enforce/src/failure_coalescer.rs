@@ -23,11 +23,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sec_audit_core::Clock;
 
-use crate::events::{EnforcementEvent, EventEmitter, EventType};
+use crate::events::{keys, EnforcementEvent, EventEmitter, EventType};
 
 /// The attribute of `evaluation_failed` holding how many failures the
 /// record stands for.
-pub const FAILURE_COUNT_ATTR: &str = "enforcement.failure_count";
+pub const FAILURE_COUNT_ATTR: &str = keys::FAILURE_COUNT;
 
 /// The coalescing window of records, in nanoseconds of the runtime's clock.
 pub const RECORD_WINDOW_NS: i64 = 1_000_000_000;
@@ -156,8 +156,8 @@ impl FailureReporter {
     fn emit(&self, mode: &str, kind: &str, count: u64, now_ns: i64) {
         self.emitter.emit(
             EnforcementEvent::new(EventType::EvaluationFailed, now_ns)
-                .attr("enforcement.fail_mode", mode)
-                .attr("error.type", kind)
+                .attr(keys::FAIL_MODE, mode)
+                .attr(keys::ERROR_TYPE, kind)
                 .attr(FAILURE_COUNT_ATTR, count),
         );
     }

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use crate::config::{Config, ConfigError};
 use crate::enforcer::Enforcer;
 use crate::escalation::Escalation;
-use crate::events::{EnforcementEvent, EventEmitter, EventType, Sink};
+use crate::events::{keys, EnforcementEvent, EventEmitter, EventType, Sink};
 use crate::failure_coalescer::{log_coalesced, FailureReporter, FailureStats, Level};
 use crate::request::{seconds_left, DenyReason, IngressDecision, RequestView};
 use crate::safelist::Safelist;
@@ -596,11 +596,11 @@ impl Runtime {
             Ok(Some(entry)) => {
                 self.emitter.emit(
                     EnforcementEvent::new(EventType::Blocked, self.clock.now_ns())
-                        .attr("scope.type", entry.scope_type.as_str())
-                        .attr("scope.value", entry.scope_value.as_str())
-                        .attr("security_rule.name", entry.rule_name.as_str())
-                        .attr("enforcement.action", "blocked")
-                        .attr("http.response.status_code", entry.status_code),
+                        .attr(keys::SCOPE_TYPE, entry.scope_type.as_str())
+                        .attr(keys::SCOPE_VALUE, entry.scope_value.as_str())
+                        .attr(keys::RULE_NAME, entry.rule_name.as_str())
+                        .attr(keys::ACTION, "blocked")
+                        .attr(keys::STATUS_CODE, entry.status_code),
                 );
                 let retry_after = entry
                     .expires_at
@@ -775,10 +775,10 @@ impl Runtime {
         if removed > 0 {
             self.emitter.emit(
                 EnforcementEvent::new(EventType::BlockRevoked, self.clock.now_ns())
-                    .attr("scope.type", scope.scope())
-                    .attr("scope.value", scope.value())
-                    .attr("enforcement.revoked_by", revoked_by)
-                    .attr("enforcement.reason", reason),
+                    .attr(keys::SCOPE_TYPE, scope.scope())
+                    .attr(keys::SCOPE_VALUE, scope.value())
+                    .attr(keys::REVOKED_BY, revoked_by)
+                    .attr(keys::REASON, reason),
             );
         }
         Ok(removed)

@@ -18,6 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use sec_audit_enforce::events::keys;
 use sec_audit_enforce::{EnforcementEvent, EventEmitter, Runtime};
 
 type Labels = Vec<(&'static str, String)>;
@@ -169,8 +170,8 @@ impl Metrics {
         self.decisions
             .get_or_create(&vec![
                 ("event_type", e.event_type.as_str().to_string()),
-                ("rule", text("security_rule.name")),
-                ("scope", text("scope.type")),
+                ("rule", text(keys::RULE_NAME)),
+                ("scope", text(keys::SCOPE_TYPE)),
             ])
             .inc();
     }

@@ -115,6 +115,24 @@ const ROWS: &[Row] = &[
         Reference::None,
     ),
     row(
+        "egress/emit/direct",
+        "one enforcement record, JSONL straight from the event",
+        Limit::None,
+        Reference::Bench("egress/emit/otel_processor"),
+    ),
+    row(
+        "egress/emit/direct_buffered",
+        "  the same, buffered sink",
+        Limit::None,
+        Reference::Bench("egress/emit/otel_processor"),
+    ),
+    row(
+        "egress/emit/otel_processor",
+        "  the same through the OTel logs API + JsonlProcessor",
+        Limit::None,
+        Reference::None,
+    ),
+    row(
         "ingress_memory/clean",
         "ingress, memory store, clean request",
         Limit::MaxNs(100.0),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
-use sec_audit_enforce::events::rfc3339;
+use sec_audit_enforce::events::{keys, rfc3339};
 use sec_audit_enforce::{BlockEntry, EventType, TrailRow};
 use serde_json::{Map, Value};
 
@@ -211,19 +211,19 @@ pub struct RecordRow {
 
 impl RecordRow {
     pub fn of(r: &Record) -> RecordRow {
-        let scope = r.text("scope.type");
-        let value = r.text("scope.value");
+        let scope = r.text(keys::SCOPE_TYPE);
+        let value = r.text(keys::SCOPE_VALUE);
         let href = (!scope.is_empty() && !value.is_empty()).then(|| block_href(&scope, &value));
-        let mut action = r.text("enforcement.action");
-        let ttl = r.text("enforcement.ttl");
+        let mut action = r.text(keys::ACTION);
+        let ttl = r.text(keys::TTL);
         if !ttl.is_empty() {
             action = format!("{action} {ttl} s");
         }
         let detail = [
-            "enforcement.reason",
-            "security_rule.description",
-            "error.type",
-            "enforcement.revoked_by",
+            keys::REASON,
+            keys::RULE_DESCRIPTION,
+            keys::ERROR_TYPE,
+            keys::REVOKED_BY,
         ]
         .iter()
         .map(|k| r.text(k))
@@ -238,14 +238,14 @@ impl RecordRow {
                 .iter()
                 .position(|t| *t == r.event_type)
                 .unwrap_or(0),
-            rule: r.text("security_rule.name"),
+            rule: r.text(keys::RULE_NAME),
             scope,
             value,
             href,
             action: action.trim().to_string(),
             detail: cut(&detail, 300),
-            client: r.text("source.address"),
-            user: r.text("user.id"),
+            client: r.text(keys::SOURCE_ADDRESS),
+            user: r.text(keys::USER_ID),
             attributes: json_text(&r.attributes, 2000),
         }
     }
@@ -675,7 +675,7 @@ impl BlockDetail {
         page.title = format!("{scope} {value}");
         let records = records
             .iter()
-            .filter(|r| r.text("scope.type") == scope && r.text("scope.value") == value)
+            .filter(|r| r.text(keys::SCOPE_TYPE) == scope && r.text(keys::SCOPE_VALUE) == value)
             .map(|r| RecordRow::of(r))
             .collect();
         BlockDetail {
@@ -722,7 +722,7 @@ impl Decisions {
         let rule = q.rule.trim();
         let mut seen: Vec<String> = records
             .iter()
-            .map(|r| r.text("security_rule.name"))
+            .map(|r| r.text(keys::RULE_NAME))
             .filter(|r| !r.is_empty())
             .collect();
         seen.sort();
@@ -733,7 +733,7 @@ impl Decisions {
         let rows = records
             .iter()
             .filter(|r| ty.is_empty() || short_type(r.event_type) == ty)
-            .filter(|r| rule.is_empty() || r.text("security_rule.name") == rule)
+            .filter(|r| rule.is_empty() || r.text(keys::RULE_NAME) == rule)
             .map(|r| RecordRow::of(r))
             .collect();
         Decisions {

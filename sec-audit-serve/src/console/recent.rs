@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use sec_audit_core::record::{project_attributes, RecordBounds};
 use sec_audit_core::{Clock, Scrubber};
+use sec_audit_enforce::events::keys;
 use sec_audit_enforce::{EnforcementEvent, EventEmitter, EventType};
 use serde_json::{Map, Value};
 
@@ -32,18 +33,18 @@ const BOUNDS: RecordBounds = RecordBounds {
 
 /// What an oversized record keeps (each string cut to 256 characters).
 pub const CORE_KEYS: [&str; 12] = [
-    "event_type",
-    "security_rule.name",
-    "scope.type",
-    "scope.value",
-    "enforcement.action",
-    "enforcement.reason",
-    "enforcement.revoked_by",
-    "enforcement.ttl",
-    "error.type",
-    "enforcement.fail_mode",
-    "source.address",
-    "user.id",
+    keys::EVENT_TYPE,
+    keys::RULE_NAME,
+    keys::SCOPE_TYPE,
+    keys::SCOPE_VALUE,
+    keys::ACTION,
+    keys::REASON,
+    keys::REVOKED_BY,
+    keys::TTL,
+    keys::ERROR_TYPE,
+    keys::FAIL_MODE,
+    keys::SOURCE_ADDRESS,
+    keys::USER_ID,
 ];
 
 /// One enforcement record as the console shows it.
