@@ -4,8 +4,7 @@
 use sec_audit_core::{AuditEvent, Scrubber};
 use serde_json::{Map, Value};
 
-/// A history row's content.
-pub type Summary = Map<String, Value>;
+pub use sec_audit_core::state::Summary;
 
 /// Attributes a summary keeps, when non-empty. `status` is the event's status
 /// code (from any of its accepted keys).

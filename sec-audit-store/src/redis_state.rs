@@ -9,7 +9,7 @@
 use std::sync::{Arc, LazyLock};
 
 use sec_audit_core::{Clock, SystemClock};
-use sec_audit_rules::{Counters, HistoryRetention, HistoryRow, HistoryStore, ScopeKey};
+use sec_audit_core::{Counters, HistoryRetention, HistoryRow, HistoryStore, ScopeKey};
 use serde_json::{Map, Value};
 
 use crate::block::StoreError;

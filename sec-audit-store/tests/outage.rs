@@ -10,7 +10,7 @@ use common::{
     clock, free_port, new_block, scan_all, timed, PrivatePostgres, PrivateRedis, TestRedis,
     TestSchema,
 };
-use sec_audit_rules::{Counters, HistoryRetention, HistoryStore, ScopeKey};
+use sec_audit_core::{Counters, HistoryRetention, HistoryStore, ScopeKey};
 use sec_audit_store::{
     BlockStore, PostgresBlockStore, PostgresConfig, RedisBlockStore, RedisCounters, RedisHistory,
     RedisPool, StoreError, TieredBlockStore, TieredOptions, WARM_MEMBER,

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use common::TestRedis;
 use sec_audit_core::{Clock, ManualClock};
-use sec_audit_rules::{
-    Counters, HistoryRetention, HistoryRow, HistoryStore, MemoryCounters, ScopeKey,
-};
+use sec_audit_core::{Counters, HistoryRetention, HistoryRow, HistoryStore, ScopeKey};
+use sec_audit_rules::MemoryCounters;
 use sec_audit_store::{RedisCounters, RedisHistory, DEFAULT_COUNTER_TTL};
 use serde_json::{json, Map, Value};
 
