@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::history_entry::HistoryEntry;
 use crate::scope_key::ScopeKey;
 
-/// A history row's content: the scrubbed summary of an event.
+/// A summary as a JSON object (what a [`HistoryEntry`] reads from and
+/// writes as).
 pub type Summary = Map<String, Value>;
 
 /// Fixed-window counters. A TTL is set only when a key is created; a key
@@ -32,8 +34,9 @@ pub trait Counters: Send + Sync {
     }
 }
 
-/// One history row: an event summary (with `recorded_at`).
-pub type HistoryRow = Arc<Summary>;
+/// One history row: an event summary (with `recorded_at`), shared by every
+/// key it is stored under.
+pub type HistoryRow = Arc<HistoryEntry>;
 
 /// How long and how much history a store keeps per key.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -186,8 +186,7 @@ impl KeyHistory {
             .filter(move |(_, row)| match event_types {
                 None => true,
                 Some(types) => row
-                    .get("event_type")
-                    .and_then(|v| v.as_str())
+                    .event_type()
                     .is_some_and(|t| types.iter().any(|x| x == t)),
             })
             .take(limit)
@@ -399,7 +398,7 @@ mod tests {
         let mut m = Map::new();
         m.insert("event_type".into(), json!(ty));
         m.insert("recorded_at".into(), Value::from(t));
-        Arc::new(m)
+        Arc::new(m.into())
     }
 
     #[test]
@@ -415,10 +414,7 @@ mod tests {
             h.append(std::slice::from_ref(&key), *t, row(*t, ty), &ret);
         }
         let all = h.query(&key, 0.0, None, 10);
-        let times: Vec<f64> = all
-            .iter()
-            .map(|r| r["recorded_at"].as_f64().unwrap())
-            .collect();
+        let times: Vec<f64> = all.iter().map(|r| r.recorded_at()).collect();
         assert_eq!(times, vec![40.0, 30.0, 20.0]);
         let only_a = h.query(&key, 0.0, Some(&["a".to_string()]), 10);
         assert_eq!(only_a.len(), 1);
@@ -429,7 +425,7 @@ mod tests {
         let times: Vec<f64> = h
             .query(&key, 0.0, None, 10)
             .iter()
-            .map(|r| r["recorded_at"].as_f64().unwrap())
+            .map(|r| r.recorded_at())
             .collect();
         assert_eq!(times, vec![130.0, 40.0]);
     }

@@ -1,7 +1,9 @@
 //! The history summary: the reduced, scrubbed form of an event that history
 //! stores (`docs/rules.md`, "How rules run").
 
-use sec_audit_core::{AuditEvent, Scrubber};
+use std::borrow::Cow;
+
+use sec_audit_core::{AuditEvent, HistoryEntry, Scrubber, REDACTED};
 use serde_json::{Map, Value};
 
 pub use sec_audit_core::state::Summary;
@@ -55,38 +57,68 @@ fn pick(src: &Value, keys: &[&str]) -> Option<Value> {
     (!out.is_empty()).then_some(Value::Object(out))
 }
 
-/// Builds the scrubbed summary of `event` (without `recorded_at` and
-/// `rule_attrs`, which the engine adds).
-pub fn build_summary(event: &AuditEvent, scrubber: &Scrubber) -> Summary {
+/// Every key a summary may have, sorted bytewise (the order of its JSON
+/// object): [`SUMMARY_FIELDS`], `actor` and `target`.
+const SORTED_KEYS: [&str; 19] = [
+    "action",
+    "actor",
+    "app_label",
+    "changed_fields",
+    "crud_action",
+    "event_type",
+    "model",
+    "model_label",
+    "object_id",
+    "request_id",
+    "route",
+    "route_name",
+    "route_pattern",
+    "session_id",
+    "srcip",
+    "status",
+    "target",
+    "user_id",
+    "username",
+];
+
+/// Builds the scrubbed summary of `event` as a history entry (without
+/// `recorded_at` and `rule_attrs`, which the engine adds).
+pub fn build_entry(event: &AuditEvent, scrubber: &Scrubber) -> HistoryEntry {
     let attrs = event.attributes();
-    // Collected first and built in one go: the map is bulk-built from
-    // sorted entries instead of searched for every insert.
-    let mut entries: Vec<(String, Value)> = Vec::with_capacity(SUMMARY_FIELDS.len() + 2);
-    for key in SUMMARY_FIELDS {
-        if key == "status" {
-            let code = event.status_code();
-            if code != 0 {
-                entries.push(("status".into(), Value::from(code)));
+    // Built in key order: the entry needs no sorting and no map.
+    let mut entries: Vec<(Cow<'static, str>, Value)> = Vec::with_capacity(SORTED_KEYS.len() + 2);
+    for key in SORTED_KEYS {
+        let value = match key {
+            "status" => {
+                let code = event.status_code();
+                (code != 0).then(|| Value::from(code))
             }
+            "actor" => attrs.get("actor").and_then(|a| pick(a, &["id", "name"])),
+            "target" => attrs
+                .get("target")
+                .and_then(|t| pick(t, &["app", "model", "object_id"])),
+            _ => attrs.get(key).filter(|v| non_empty(v)).cloned(),
+        };
+        let Some(mut value) = value else {
             continue;
+        };
+        // As `Scrubber::scrub_map_except(.., &SCOPE_FIELDS)` over the map.
+        if !SCOPE_FIELDS.contains(&key) {
+            if scrubber.is_sensitive_key(key) {
+                value = Value::String(REDACTED.to_string());
+            } else {
+                scrubber.scrub_value(&mut value);
+            }
         }
-        if let Some(v) = attrs.get(key).filter(|v| non_empty(v)) {
-            entries.push((key.to_string(), v.clone()));
-        }
+        entries.push((Cow::Borrowed(key), value));
     }
-    if let Some(actor) = attrs.get("actor").and_then(|a| pick(a, &["id", "name"])) {
-        entries.push(("actor".into(), actor));
-    }
-    if let Some(target) = attrs
-        .get("target")
-        .and_then(|t| pick(t, &["app", "model", "object_id"]))
-    {
-        entries.push(("target".into(), target));
-    }
-    // Keys are distinct, so the order of insertion does not matter.
-    let mut s: Map<String, Value> = entries.into_iter().collect();
-    scrubber.scrub_map_except(&mut s, &SCOPE_FIELDS);
-    s
+    HistoryEntry::from_sorted(entries)
+}
+
+/// Builds the scrubbed summary of `event` as a JSON object (without
+/// `recorded_at` and `rule_attrs`).
+pub fn build_summary(event: &AuditEvent, scrubber: &Scrubber) -> Summary {
+    build_entry(event, scrubber).to_json_map()
 }
 
 #[cfg(test)]
@@ -119,5 +151,80 @@ mod tests {
         assert!(!s.contains_key("object_id"));
         assert!(!s.contains_key("url.path"));
         assert_eq!(s["changed_fields"], json!(["password"]));
+    }
+
+    /// The summary as it was built before entries: a map, then scrubbed.
+    fn reference(event: &AuditEvent, scrubber: &Scrubber) -> Summary {
+        let attrs = event.attributes();
+        let mut s = Map::new();
+        for key in SUMMARY_FIELDS {
+            if key == "status" {
+                let code = event.status_code();
+                if code != 0 {
+                    s.insert("status".into(), Value::from(code));
+                }
+                continue;
+            }
+            if let Some(v) = attrs.get(key).filter(|v| non_empty(v)) {
+                s.insert(key.to_string(), v.clone());
+            }
+        }
+        if let Some(actor) = attrs.get("actor").and_then(|a| pick(a, &["id", "name"])) {
+            s.insert("actor".into(), actor);
+        }
+        if let Some(target) = attrs
+            .get("target")
+            .and_then(|t| pick(t, &["app", "model", "object_id"]))
+        {
+            s.insert("target".into(), target);
+        }
+        scrubber.scrub_map_except(&mut s, &SCOPE_FIELDS);
+        s
+    }
+
+    #[test]
+    fn sorted_keys_are_the_summary_fields_in_map_order() {
+        let mut all: Vec<&str> = SUMMARY_FIELDS.to_vec();
+        all.extend(["actor", "target"]);
+        all.sort_unstable();
+        assert_eq!(all, SORTED_KEYS.to_vec());
+    }
+
+    #[test]
+    fn entry_json_is_the_reference_map_json() {
+        let scrubbers = [
+            Scrubber::default(),
+            // Sensitive names that hit summary keys, scope fields included.
+            Scrubber::new(
+                ["route", "model", "action", "actor", "user_id", "name"],
+                [] as [&str; 0],
+                [] as [&str; 0],
+            )
+            .unwrap(),
+        ];
+        let events = [
+            json!({"event_type": "model.update", "request_id": "r1", "session.id": "s",
+                   "user.id": "7", "source.address": "1.2.3.4", "http.route": "/a/{id}",
+                   "http.response.status_code": "404", "changed_fields": ["password"],
+                   "object_id": "", "actor": {"id": 1, "name": "n", "token": "t"},
+                   "target": {"app": "auth", "secret": "x", "object_id": 3}, "password": "hunter2",
+                   "model": {"token": "x", "k": [{"secret": 1}]}, "action": "update",
+                   "crud_action": "u", "app_label": "a", "model_label": "m", "username": "bob",
+                   "route_name": "rn", "route_pattern": "/a/{id}"}),
+            json!({"event_type": "http.response", "status": 200}),
+            json!({"event_type": "x", "actor": {"token": "t"}, "target": {}}),
+        ];
+        for scrubber in &scrubbers {
+            for ev in &events {
+                let e = AuditEvent::from_attributes(ev.as_object().cloned().unwrap()).unwrap();
+                let want = reference(&e, scrubber);
+                let got = build_entry(&e, scrubber);
+                assert_eq!(
+                    got.to_json().unwrap(),
+                    serde_json::to_string(&want).unwrap()
+                );
+                assert_eq!(build_summary(&e, scrubber), want);
+            }
+        }
     }
 }
