@@ -81,13 +81,44 @@ const SORTED_KEYS: [&str; 19] = [
     "username",
 ];
 
+/// Which summary keys a scrubber redacts outright: the keys are fixed, so
+/// this is worked out once per scrubber instead of once per event.
+#[derive(Debug, Clone)]
+pub struct SummaryScrub {
+    /// By position in [`SORTED_KEYS`]: exempt (a scope field), redacted
+    /// (a sensitive key) or scrubbed inside.
+    sensitive: [Option<bool>; SORTED_KEYS.len()],
+}
+
+impl SummaryScrub {
+    pub fn new(scrubber: &Scrubber) -> Self {
+        let mut sensitive = [None; SORTED_KEYS.len()];
+        for (s, key) in sensitive.iter_mut().zip(SORTED_KEYS) {
+            if !SCOPE_FIELDS.contains(&key) {
+                *s = Some(scrubber.is_sensitive_key(key));
+            }
+        }
+        SummaryScrub { sensitive }
+    }
+}
+
 /// Builds the scrubbed summary of `event` as a history entry (without
 /// `recorded_at` and `rule_attrs`, which the engine adds).
 pub fn build_entry(event: &AuditEvent, scrubber: &Scrubber) -> HistoryEntry {
+    build_entry_with(event, scrubber, &SummaryScrub::new(scrubber))
+}
+
+/// [`build_entry`] with the key sensitivity of `scrubber` worked out
+/// already (`plan` must be `SummaryScrub::new(scrubber)`).
+pub fn build_entry_with(
+    event: &AuditEvent,
+    scrubber: &Scrubber,
+    plan: &SummaryScrub,
+) -> HistoryEntry {
     let attrs = event.attributes();
     // Built in key order: the entry needs no sorting and no map.
     let mut entries: Vec<(Cow<'static, str>, Value)> = Vec::with_capacity(SORTED_KEYS.len() + 2);
-    for key in SORTED_KEYS {
+    for (key, sensitive) in SORTED_KEYS.into_iter().zip(plan.sensitive) {
         let value = match key {
             "status" => {
                 let code = event.status_code();
@@ -103,12 +134,10 @@ pub fn build_entry(event: &AuditEvent, scrubber: &Scrubber) -> HistoryEntry {
             continue;
         };
         // As `Scrubber::scrub_map_except(.., &SCOPE_FIELDS)` over the map.
-        if !SCOPE_FIELDS.contains(&key) {
-            if scrubber.is_sensitive_key(key) {
-                value = Value::String(REDACTED.to_string());
-            } else {
-                scrubber.scrub_value(&mut value);
-            }
+        match sensitive {
+            None => {}
+            Some(true) => value = Value::String(REDACTED.to_string()),
+            Some(false) => scrubber.scrub_value(&mut value),
         }
         entries.push((Cow::Borrowed(key), value));
     }
