@@ -85,10 +85,32 @@ impl HistoryEntry {
             .fields
             .binary_search_by(|(k, _)| k.as_ref().cmp(key.as_ref()))
         {
-            Ok(i) => self.fields[i].1 = value,
-            Err(i) => self.fields.insert(i, (key, value)),
+            Ok(i) => {
+                if key == RECORDED_AT {
+                    self.recorded_at = value.as_f64().unwrap_or(0.0);
+                }
+                self.fields[i].1 = value;
+            }
+            Err(i) => {
+                // The positions at and after `i` move up by one.
+                let at = i as u32;
+                for p in [&mut self.event_type, &mut self.rule_attrs]
+                    .into_iter()
+                    .flatten()
+                {
+                    if *p >= at {
+                        *p += 1;
+                    }
+                }
+                match key.as_ref() {
+                    EVENT_TYPE => self.event_type = Some(at),
+                    RULE_ATTRS => self.rule_attrs = Some(at),
+                    RECORDED_AT => self.recorded_at = value.as_f64().unwrap_or(0.0),
+                    _ => {}
+                }
+                self.fields.insert(i, (key, value));
+            }
         }
-        self.reindex();
     }
 
     /// Sets `recorded_at` (a non-finite time is stored as null, as
@@ -275,5 +297,25 @@ mod tests {
             (Cow::Borrowed("b"), json!(3)),
         ]);
         assert_eq!(e.to_json().unwrap(), r#"{"a":2,"b":3}"#);
+    }
+
+    #[test]
+    fn positions_follow_inserts() {
+        let mut e = HistoryEntry::from_sorted(vec![
+            (Cow::Borrowed("event_type"), json!("t")),
+            (Cow::Borrowed("zz"), json!(1)),
+        ]);
+        e.insert(RULE_ATTRS, json!({"r": {"k": 1}}));
+        for k in ["a", "f", "s", "recorded_at", "zzz", "b"] {
+            e.insert(k, json!(k));
+            assert_eq!(e.event_type(), Some("t"), "{k}");
+            assert_eq!(e.rule_attrs("r"), Some(&obj(json!({"k": 1}))), "{k}");
+        }
+        e.insert(RECORDED_AT, json!(3.5));
+        assert_eq!(e.recorded_at(), 3.5);
+        e.insert(EVENT_TYPE, json!("u"));
+        assert_eq!(e.event_type(), Some("u"));
+        let again = HistoryEntry::from_json(e.to_json_map());
+        assert_eq!(again, e);
     }
 }

@@ -81,6 +81,12 @@ const SORTED_KEYS: [&str; 19] = [
     "username",
 ];
 
+/// Positions in [`SORTED_KEYS`] of the keys not read from the attribute of
+/// their name.
+const ACTOR: usize = 1;
+const STATUS: usize = 15;
+const TARGET: usize = 16;
+
 /// Which summary keys a scrubber redacts outright: the keys are fixed, so
 /// this is worked out once per scrubber instead of once per event.
 #[derive(Debug, Clone)]
@@ -118,14 +124,14 @@ pub fn build_entry_with(
     let attrs = event.attributes();
     // Built in key order: the entry needs no sorting and no map.
     let mut entries: Vec<(Cow<'static, str>, Value)> = Vec::with_capacity(SORTED_KEYS.len() + 2);
-    for (key, sensitive) in SORTED_KEYS.into_iter().zip(plan.sensitive) {
-        let value = match key {
-            "status" => {
+    for (i, (key, sensitive)) in SORTED_KEYS.into_iter().zip(plan.sensitive).enumerate() {
+        let value = match i {
+            STATUS => {
                 let code = event.status_code();
                 (code != 0).then(|| Value::from(code))
             }
-            "actor" => attrs.get("actor").and_then(|a| pick(a, &["id", "name"])),
-            "target" => attrs
+            ACTOR => attrs.get("actor").and_then(|a| pick(a, &["id", "name"])),
+            TARGET => attrs
                 .get("target")
                 .and_then(|t| pick(t, &["app", "model", "object_id"])),
             _ => attrs.get(key).filter(|v| non_empty(v)).cloned(),
@@ -217,6 +223,9 @@ mod tests {
         all.extend(["actor", "target"]);
         all.sort_unstable();
         assert_eq!(all, SORTED_KEYS.to_vec());
+        assert_eq!(SORTED_KEYS[ACTOR], "actor");
+        assert_eq!(SORTED_KEYS[STATUS], "status");
+        assert_eq!(SORTED_KEYS[TARGET], "target");
     }
 
     #[test]
