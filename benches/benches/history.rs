@@ -36,7 +36,7 @@ fn prepare(n: usize) -> Prepared {
         let mut s = build_summary(&e.event, &scrubber);
         s.insert("recorded_at".into(), Value::from(at));
         keys.push(scopes.extract(&e.event));
-        rows.push((at, Arc::new(s)));
+        rows.push((at, Arc::new(s.into())));
     }
     Prepared { keys, rows }
 }

@@ -9,12 +9,18 @@
 pub mod client_ip;
 pub mod clock;
 pub mod event;
+pub mod history_entry;
 pub mod log_coalesce;
 pub mod record;
+pub mod scope_key;
 pub mod scrub;
+pub mod state;
 
 pub use client_ip::{ClientIpResolver, TrustedProxyError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{parse_line, AuditEvent, EventError, ParsedLine};
+pub use history_entry::HistoryEntry;
 pub use record::{LogRecord, RecordBounds, RecordWriter, Severity};
+pub use scope_key::ScopeKey;
 pub use scrub::{ScrubError, Scrubber, REDACTED};
+pub use state::{Counters, HistoryRetention, HistoryRow, HistoryStore, Summary};

@@ -16,7 +16,8 @@ use crate::history::HistoryReader;
 use crate::rule::{HistoryContext, Match, Rule, RuleContext, RuleError};
 use crate::scope::{ScopeKey, ScopeRegistry};
 use crate::state::{Counters, HistoryRetention, HistoryStore, MemoryCounters, MemoryHistory};
-use crate::summary::{build_summary, Summary};
+use crate::summary::{build_entry_with, SummaryScrub};
+use sec_audit_core::history_entry::{HistoryEntry, RULE_ATTRS};
 
 /// Event-type prefixes the engine never evaluates: enforcement can never
 /// trigger itself.
@@ -264,6 +265,7 @@ impl EngineBuilder {
                 .unwrap_or_else(|| Arc::new(MemoryHistory::new())),
             clock,
             scopes: Arc::new(self.scopes),
+            summary_scrub: SummaryScrub::new(&self.scrubber),
             scrubber: self.scrubber,
             options: self.options,
             retention,
@@ -286,6 +288,8 @@ pub struct Engine {
     history: Arc<dyn HistoryStore>,
     clock: Arc<dyn Clock>,
     scrubber: Scrubber,
+    /// The summary keys `scrubber` redacts.
+    summary_scrub: SummaryScrub,
     options: EngineOptions,
     /// `None` when no rule reads history: then nothing is appended.
     retention: Option<HistoryRetention>,
@@ -375,7 +379,8 @@ impl Engine {
         let record = !enforcement_only && self.retention.is_some();
         let prepared = catch_unwind(AssertUnwindSafe(|| {
             let keys = self.scopes.extract(event);
-            let summary = record.then(|| build_summary(event, &self.scrubber));
+            let summary =
+                record.then(|| build_entry_with(event, &self.scrubber, &self.summary_scrub));
             (keys, summary)
         }));
         let (keys, summary) = match prepared {
@@ -499,15 +504,15 @@ impl Engine {
 
     fn append(
         &self,
-        summary: &mut Summary,
+        summary: &mut HistoryEntry,
         rule_attrs: Option<Map<String, Value>>,
         now: f64,
         keys: &[ScopeKey],
         retention: &HistoryRetention,
     ) {
-        summary.insert("recorded_at".into(), Value::from(now));
+        summary.set_recorded_at(now);
         if let Some(attrs) = rule_attrs {
-            summary.insert("rule_attrs".into(), Value::Object(attrs));
+            summary.insert(RULE_ATTRS, Value::Object(attrs));
         }
         let row = Arc::new(std::mem::take(summary));
         self.history.append(keys, now, row, retention);

@@ -150,9 +150,7 @@ impl<'a> HistoryReader<'a> {
 }
 
 fn recorded_at(row: &HistoryRow) -> f64 {
-    row.get("recorded_at")
-        .and_then(|v| v.as_f64())
-        .unwrap_or(0.0)
+    row.recorded_at()
 }
 
 #[cfg(test)]
@@ -166,7 +164,7 @@ mod tests {
         let mut m = Map::new();
         m.insert("event_type".into(), json!(ty));
         m.insert("recorded_at".into(), Value::from(t));
-        Arc::new(m)
+        Arc::new(m.into())
     }
 
     fn fixture() -> (MemoryHistory, Vec<ScopeKey>) {
@@ -217,8 +215,10 @@ mod tests {
         let rows = r.events("ip", &HistoryQuery::default()).unwrap();
         // Type-a rows newer than 1400 are 1420..1480 (four); the limit caps at 3.
         assert_eq!(rows.len(), 3);
-        assert!(rows.iter().all(|r| r["event_type"] == json!("a")));
-        assert_eq!(rows[0]["recorded_at"], json!(1480.0));
+        assert!(rows
+            .iter()
+            .all(|r| r.get("event_type") == Some(&json!("a"))));
+        assert_eq!(rows[0].get("recorded_at"), Some(&json!(1480.0)));
         // A wider window or larger limit asked for is capped by the context.
         let wide = HistoryQuery {
             window_seconds: Some(10_000.0),

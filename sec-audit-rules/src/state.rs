@@ -1,5 +1,6 @@
-//! Detection state: counters and history, their traits and thread-safe
-//! in-memory implementations (the embedded default).
+//! Detection state: counters and history, their thread-safe in-memory
+//! implementations (the embedded default). The traits are defined in
+//! `sec_audit_core::state` and re-exported here.
 //!
 //! Detection-state calls never fail: an implementation that cannot reach its
 //! backend degrades (an `incr` returns `amount` as if the key were new, a
@@ -13,89 +14,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sec_audit_core::Clock;
 
-use crate::scope::ScopeKey;
-use crate::summary::Summary;
-
-/// Fixed-window counters. A TTL is set only when a key is created; a key
-/// created at `t` with TTL `w` is gone from `t + w` on.
-pub trait Counters: Send + Sync {
-    /// Adds `amount` and returns the new value; creates the key (with `ttl`)
-    /// when absent or expired.
-    fn incr(&self, key: &str, amount: i64, ttl_secs: Option<u64>) -> i64;
-    fn get_int(&self, key: &str, default: i64) -> i64;
-    fn set(&self, key: &str, value: i64, ttl_secs: Option<u64>);
-    fn delete(&self, key: &str);
-    fn expire(&self, key: &str, ttl_secs: u64);
-    /// True when every call answers from process memory, without I/O (an
-    /// async caller may then call it inline instead of off its executor).
-    fn answers_locally(&self) -> bool {
-        false
-    }
-}
-
-/// One history row: an event summary (with `recorded_at`).
-pub type HistoryRow = Arc<Summary>;
-
-/// How long and how much history a store keeps per key.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HistoryRetention {
-    pub window_seconds: f64,
-    pub max_events_per_key: usize,
-}
-
-impl Default for HistoryRetention {
-    fn default() -> Self {
-        HistoryRetention {
-            window_seconds: 900.0,
-            max_events_per_key: 100,
-        }
-    }
-}
-
-/// Event history per scope key.
-pub trait HistoryStore: Send + Sync {
-    /// Appends `row` under every key: prunes rows at or older than
-    /// `recorded_at - window`, adds, trims to the newest
-    /// `max_events_per_key`.
-    fn append(
-        &self,
-        keys: &[ScopeKey],
-        recorded_at: f64,
-        row: HistoryRow,
-        retention: &HistoryRetention,
-    );
-    /// Rows strictly newer than `since`, newest first, of the given types
-    /// (`None`: all), at most `limit`.
-    fn query(
-        &self,
-        key: &ScopeKey,
-        since: f64,
-        event_types: Option<&[String]>,
-        limit: usize,
-    ) -> Vec<HistoryRow>;
-
-    /// Calls `f` with each row [`HistoryStore::query`] would return, in the
-    /// same order. A store may call `f` while holding a lock: `f` must not
-    /// use the store.
-    fn visit(
-        &self,
-        key: &ScopeKey,
-        since: f64,
-        event_types: Option<&[String]>,
-        limit: usize,
-        f: &mut dyn FnMut(&HistoryRow),
-    ) {
-        for row in self.query(key, since, event_types, limit) {
-            f(&row);
-        }
-    }
-
-    /// True when every call answers from process memory, without I/O (an
-    /// async caller may then call it inline instead of off its executor).
-    fn answers_locally(&self) -> bool {
-        false
-    }
-}
+pub use sec_audit_core::state::{Counters, HistoryRetention, HistoryRow, HistoryStore};
+use sec_audit_core::ScopeKey;
 
 const SHARDS: usize = 16;
 
@@ -266,8 +186,7 @@ impl KeyHistory {
             .filter(move |(_, row)| match event_types {
                 None => true,
                 Some(types) => row
-                    .get("event_type")
-                    .and_then(|v| v.as_str())
+                    .event_type()
                     .is_some_and(|t| types.iter().any(|x| x == t)),
             })
             .take(limit)
@@ -479,7 +398,7 @@ mod tests {
         let mut m = Map::new();
         m.insert("event_type".into(), json!(ty));
         m.insert("recorded_at".into(), Value::from(t));
-        Arc::new(m)
+        Arc::new(m.into())
     }
 
     #[test]
@@ -495,10 +414,7 @@ mod tests {
             h.append(std::slice::from_ref(&key), *t, row(*t, ty), &ret);
         }
         let all = h.query(&key, 0.0, None, 10);
-        let times: Vec<f64> = all
-            .iter()
-            .map(|r| r["recorded_at"].as_f64().unwrap())
-            .collect();
+        let times: Vec<f64> = all.iter().map(|r| r.recorded_at()).collect();
         assert_eq!(times, vec![40.0, 30.0, 20.0]);
         let only_a = h.query(&key, 0.0, Some(&["a".to_string()]), 10);
         assert_eq!(only_a.len(), 1);
@@ -509,7 +425,7 @@ mod tests {
         let times: Vec<f64> = h
             .query(&key, 0.0, None, 10)
             .iter()
-            .map(|r| r["recorded_at"].as_f64().unwrap())
+            .map(|r| r.recorded_at())
             .collect();
         assert_eq!(times, vec![130.0, 40.0]);
     }

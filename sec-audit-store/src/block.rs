@@ -1,6 +1,6 @@
 //! The block-store contract.
 
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

@@ -149,7 +149,7 @@ pub fn normalize(new: &NewBlock) -> Result<Cow<'_, NewBlock>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sec_audit_rules::ScopeKey;
+    use sec_audit_core::ScopeKey;
     use serde_json::json;
 
     fn block(value: &str) -> NewBlock {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use sec_audit_core::Clock;
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 
 use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError};
 use crate::ranges::{self, Family, LenMask};

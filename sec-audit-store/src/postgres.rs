@@ -22,7 +22,7 @@ use diesel::sql_types::{Array, BigInt, Double, Integer, Jsonb, Nullable, SmallIn
 use diesel::{Connection, QueryableByName, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use sec_audit_core::Clock;
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 use serde_json::{Map, Value};
 
 use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError, TrailRow};

@@ -30,7 +30,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 
 /// The scope whose values may be ranges.
 pub const IP_SCOPE: &str = "ip";

@@ -27,7 +27,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 use sec_audit_core::Clock;
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 
 use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError};
 use crate::ranges::{self, LenMask, SharedLens};

@@ -9,7 +9,9 @@
 use std::sync::{Arc, LazyLock};
 
 use sec_audit_core::{Clock, SystemClock};
-use sec_audit_rules::{Counters, HistoryRetention, HistoryRow, HistoryStore, ScopeKey};
+use sec_audit_core::{
+    Counters, HistoryEntry, HistoryRetention, HistoryRow, HistoryStore, ScopeKey,
+};
 use serde_json::{Map, Value};
 
 use crate::block::StoreError;
@@ -289,7 +291,7 @@ impl RedisHistory {
     fn decode(member: &str) -> Option<HistoryRow> {
         let (_, json) = member.split_once(ID_SEP)?;
         match serde_json::from_str::<Map<String, Value>>(json) {
-            Ok(m) => Some(Arc::new(m)),
+            Ok(m) => Some(Arc::new(HistoryEntry::from_json(m))),
             Err(_) => None,
         }
     }
@@ -393,8 +395,7 @@ impl HistoryStore for RedisHistory {
                 let keep = match event_types {
                     None => true,
                     Some(types) => row
-                        .get("event_type")
-                        .and_then(Value::as_str)
+                        .event_type()
                         .is_some_and(|t| types.iter().any(|x| x == t)),
                 };
                 if keep {

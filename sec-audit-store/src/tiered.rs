@@ -26,7 +26,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use sec_audit_core::Clock;
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 
 use crate::block::{BlockEntry, BlockStore, NewBlock, StoreError, TrailRow};
 use crate::config::TieredOptions;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{clock, new_block, PrivateRedis, TestRedis, TestSchema};
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 use sec_audit_store::aio::{
     AsyncBlockStore, AsyncRedis, AsyncRedisBlockStore, AsyncTieredBlockStore, BlockingPool,
 };

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{clock, free_port, new_block, unique};
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 use sec_audit_store::{
     BlockStore, RedisBlockStore, RedisConfig, RedisCounters, RedisPool, StoreError,
 };
@@ -421,7 +421,7 @@ fn a_readonly_reply_drops_the_connection_and_retries_once_then_the_promoted_repl
     // recognised too (one retry of the EVAL).
     let counters = RedisCounters::new(&pool);
     let before = counters.stats();
-    use sec_audit_rules::Counters as _;
+    use sec_audit_core::Counters as _;
     assert_eq!(counters.incr("c", 1, Some(60)), 1, "degrades to `amount`");
     assert_eq!(
         counters.stats().since(&before).redis_round_trips,

@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{new_block, TestRedis, TestSchema};
+use sec_audit_core::ScopeKey;
 use sec_audit_core::{Clock, ManualClock};
-use sec_audit_rules::ScopeKey;
 use sec_audit_store::limits::{
     MAX_MESSAGE_CHARS, MAX_REASON_CHARS, MAX_RULE_NAME_CHARS, MAX_SCOPE_VALUE_CHARS,
 };

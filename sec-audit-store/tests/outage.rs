@@ -10,7 +10,7 @@ use common::{
     clock, free_port, new_block, scan_all, timed, PrivatePostgres, PrivateRedis, TestRedis,
     TestSchema,
 };
-use sec_audit_rules::{Counters, HistoryRetention, HistoryStore, ScopeKey};
+use sec_audit_core::{Counters, HistoryRetention, HistoryStore, ScopeKey};
 use sec_audit_store::{
     BlockStore, PostgresBlockStore, PostgresConfig, RedisBlockStore, RedisCounters, RedisHistory,
     RedisPool, StoreError, TieredBlockStore, TieredOptions, WARM_MEMBER,
@@ -83,7 +83,7 @@ fn closed_redis_port_block_store_errors_fast_and_detection_state_degrades() {
     history.append(
         std::slice::from_ref(&key),
         1.0,
-        std::sync::Arc::new(Map::new()),
+        std::sync::Arc::new(Map::new().into()),
         &HistoryRetention::default(),
     );
     assert!(history.query(&key, 0.0, None, 10).is_empty());

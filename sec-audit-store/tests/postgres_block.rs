@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 use common::{clock, new_block, scalar_i64, TestSchema};
 use diesel::sql_types::{Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 use sec_audit_store::{BlockStore, PostgresBlockStore, StoreError};
 use serde_json::json;
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::{clock, new_block, scalar_i64, PrivateRedis, TestRedis, TestSchema};
 use diesel::connection::SimpleConnection;
+use sec_audit_core::ScopeKey;
 use sec_audit_core::{Clock, ManualClock};
-use sec_audit_rules::ScopeKey;
 use sec_audit_store::aio::{AsyncRedis, AsyncRedisBlockStore, AsyncTieredBlockStore, BlockingPool};
 use sec_audit_store::{
     BlockEntry, BlockStore, MemoryBlockStore, PostgresBlockStore, RedisBlockStore, StoreError,

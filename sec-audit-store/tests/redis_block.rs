@@ -3,7 +3,7 @@
 mod common;
 
 use common::{clock, new_block, TestRedis};
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 use sec_audit_store::{BlockStore, RedisBlockStore, StoreError};
 
 #[test]

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use common::TestRedis;
 use sec_audit_core::{Clock, ManualClock};
-use sec_audit_rules::{
-    Counters, HistoryRetention, HistoryRow, HistoryStore, MemoryCounters, ScopeKey,
-};
+use sec_audit_core::{Counters, HistoryRetention, HistoryRow, HistoryStore, ScopeKey};
+use sec_audit_rules::MemoryCounters;
 use sec_audit_store::{RedisCounters, RedisHistory, DEFAULT_COUNTER_TTL};
 use serde_json::{json, Map, Value};
 
@@ -213,7 +212,7 @@ fn row(t: f64, ty: &str) -> HistoryRow {
     m.insert("event_type".into(), json!(ty));
     m.insert("recorded_at".into(), Value::from(t));
     m.insert("srcip".into(), json!("1.2.3.4"));
-    Arc::new(m)
+    Arc::new(m.into())
 }
 
 fn times(rows: &[HistoryRow]) -> Vec<f64> {
@@ -357,4 +356,31 @@ fn history_type_filter_reads_past_a_page_of_other_types() {
         150
     );
     r.assert_all_keys_have_ttl();
+}
+
+#[test]
+fn history_members_are_the_json_of_the_summary_map() {
+    // The bytes written to Redis are those of the row's JSON object (keys
+    // sorted, numbers as `serde_json` writes them), whatever the row type.
+    let r = TestRedis::new("hist_bytes");
+    let h = RedisHistory::new(&r.pool);
+    let k = ScopeKey::new("ip", "6.6.6.6");
+    let m = json!({"event_type": "http.response", "srcip": "6.6.6.6", "status": 404,
+        "recorded_at": 1700000000.25, "route": "/a/{id}",
+        "rule_attrs": {"resource_enumeration": {"route": "/a/{id}", "path": "/a/1"}},
+        "actor": {"id": 1, "name": "n"}});
+    let m = m.as_object().cloned().unwrap_or_default();
+    h.append(
+        std::slice::from_ref(&k),
+        1700000000.25,
+        Arc::new(m.clone().into()),
+        &HistoryRetention::default(),
+    );
+    let members: Vec<String> = r.cmd(redis::cmd("ZRANGE").arg(h.redis_key(&k)).arg(0).arg(-1));
+    assert_eq!(members.len(), 1);
+    let json = members[0].split_once('|').map(|(_, j)| j.to_string());
+    assert_eq!(json, Some(serde_json::to_string(&m).unwrap()));
+    let back = h.query(&k, 0.0, None, 10);
+    assert_eq!(back[0].to_json_map(), m);
+    assert_eq!(back[0].recorded_at(), 1700000000.25);
 }

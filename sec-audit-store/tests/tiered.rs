@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{clock, new_block, scalar_i64, TestRedis, TestSchema};
 use diesel::connection::SimpleConnection;
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 use sec_audit_store::{
     BlockStore, PostgresBlockStore, TieredBlockStore, TieredOptions, WARM_MEMBER,
 };

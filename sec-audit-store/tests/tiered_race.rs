@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier};
 use common::{clock, new_block, TestRedis, TestSchema};
 use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 use sec_audit_store::{
     BlockEntry, BlockStore, PostgresBlockStore, RedisPool, TieredBlockStore, TieredOptions,
 };

@@ -140,7 +140,7 @@ impl Rule for NativeCredentialStuffing {
         seen.insert(fingerprint(name));
         let rows = ctx.history.events("ip", &HistoryQuery::default())?;
         for row in &rows {
-            if let Some(Value::String(fp)) = sec_audit_core::event::lookup(row, &self.row_key) {
+            if let Some(Value::String(fp)) = row.lookup(&self.row_key) {
                 seen.insert(fp.clone());
             }
         }
@@ -200,7 +200,12 @@ fn direct(rule: &Arc<dyn Rule>, events: &[AuditEvent], history_rows: bool) -> f6
                 "rule_attrs".into(),
                 json!({"credential_stuffing": {"user_fp": fingerprint(&format!("user{}", i % 5))}}),
             );
-            history.append(&keys, 999_900.0 + i as f64, Arc::new(row), &retention);
+            history.append(
+                &keys,
+                999_900.0 + i as f64,
+                Arc::new(row.into()),
+                &retention,
+            );
         }
     }
     let config = Map::new();

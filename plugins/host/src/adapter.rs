@@ -124,11 +124,11 @@ impl FfiRows for HostRows {
     }
     fn text(&self, row: u64, key: RStr<'_>) -> RCowStr<'_> {
         rcow(sec_audit_core::event::value_text(
-            self.row(row).and_then(|r| lookup(r, key.as_str())),
+            self.row(row).and_then(|r| r.lookup(key.as_str())),
         ))
     }
     fn field(&self, row: u64, key: RStr<'_>) -> FfiValue<'_> {
-        value_to_ffi(self.row(row).and_then(|r| lookup(r, key.as_str())))
+        value_to_ffi(self.row(row).and_then(|r| r.lookup(key.as_str())))
     }
 }
 

@@ -29,7 +29,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use sec_audit_rules::ScopeKey;
+use sec_audit_core::ScopeKey;
 
 pub use blocking::{BlockingError, BlockingPool};
 pub use conn::AsyncRedis;

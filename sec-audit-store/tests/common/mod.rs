@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
+use sec_audit_core::ScopeKey;
 use sec_audit_core::{Clock, SystemClock};
-use sec_audit_rules::ScopeKey;
 use sec_audit_store::{NewBlock, PostgresConfig, RedisConfig, RedisPool};
 use serde_json::Map;
 

@@ -118,7 +118,7 @@ where
                 .history()
                 .query(&key, f64::NEG_INFINITY, None, usize::MAX)
                 .iter()
-                .map(|row| Value::Object((**row).clone()))
+                .map(|row| row.to_json_value())
                 .collect();
             let kept: Vec<Value> = host
                 .history(key.scope(), key.value())
