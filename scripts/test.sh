@@ -104,3 +104,9 @@ cargo xtask plugins
 
 say "running the tests"
 cargo test --workspace --all-targets --no-fail-fast "$@"
+# `--all-targets` leaves out documentation tests: the examples in the docs
+# (the plugin SDK's above all) are compiled and run here.
+if [ "$#" -eq 0 ]; then
+  say "running the documentation tests"
+  cargo test --workspace --doc --no-fail-fast
+fi

@@ -23,6 +23,9 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
     Ok(config)
 }
 
+/// Buffer between the records and the output target.
+const OUTPUT_BUFFER: usize = 64 * 1024;
+
 /// The first write error seen by a [`WatchedWriter`], shared with whoever
 /// must notice it (the enforcement-record writer swallows errors after
 /// logging them).
@@ -168,7 +171,10 @@ impl OutputTarget {
         }
     }
 
-    /// Opens the target (creating the file) behind a watched writer.
+    /// Opens the target (creating the file) behind a watched writer, with
+    /// a 64 KiB buffer: records reach the target in large writes, not one
+    /// system call per line. A failed write is seen when the buffer goes
+    /// out (at the latest on the final flush), and the run stops there.
     pub fn open(&self, watch: &WriteWatch) -> Result<WatchedWriter, CliError> {
         let inner: Box<dyn Write + Send> = match self {
             OutputTarget::Stdout => Box::new(io::stdout()),
@@ -186,7 +192,9 @@ impl OutputTarget {
                 Box::new(f)
             }
         };
-        Ok(WatchedWriter::new(inner, watch.clone()))
+        let buffered: Box<dyn Write + Send> =
+            Box::new(io::BufWriter::with_capacity(OUTPUT_BUFFER, inner));
+        Ok(WatchedWriter::new(buffered, watch.clone()))
     }
 }
 

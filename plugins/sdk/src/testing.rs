@@ -30,11 +30,13 @@
 //!     }
 //! }
 //!
+//! #[derive(sec_audit_plugin_sdk::serde::Deserialize)]
+//! #[serde(crate = "sec_audit_plugin_sdk::serde", deny_unknown_fields)]
+//! struct Params { threshold: i64 }
+//!
 //! fn make_rules(config: &PluginConfig) -> Result<Vec<Box<dyn PluginRule>>, ConfigError> {
-//!     let p = config.params("teapot");
-//!     let threshold = p.integer("threshold", 5, 1)? as i64;
-//!     p.finish()?;
-//!     Ok(vec![Box::new(Teapot { threshold })])
+//!     let p: Params = config.deserialize("teapot")?;
+//!     Ok(vec![Box::new(Teapot { threshold: p.threshold })])
 //! }
 //!
 //! let mut host = TestHost::from_factory(make_rules, json!({"threshold": 2})).unwrap();
