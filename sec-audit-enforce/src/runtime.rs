@@ -13,7 +13,8 @@ use regex::Regex;
 use sec_audit_core::{AuditEvent, ClientIpResolver, Clock, Scrubber, SystemClock};
 use sec_audit_rules::engine::INGRESS_EVENT_TYPE;
 use sec_audit_rules::{
-    ActionPolicy, Engine, EngineOptions, EvaluationObserver, Rule, ScopeKey, ScopeRegistry,
+    ActionPolicy, Engine, EngineOptions, Evaluation, EvaluationObserver, Rule, ScopeKey,
+    ScopeRegistry,
 };
 use sec_audit_store::aio::{AsyncBlockStore, BlockingPool, LocalBlocks, OffloadedBlocks};
 use sec_audit_store::{BlockEntry, BlockStore, NewBlock, StoreError, TrailRow};
@@ -667,7 +668,11 @@ impl Runtime {
             return 0;
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let matches = match self.engine.evaluate(event, false) {
+            // The subject is the scope keys the pass extracted.
+            let Evaluation {
+                matches,
+                keys: subject,
+            } = match self.engine.evaluate_scoped(event, false) {
                 Ok(m) => m,
                 Err(e) => {
                     log_coalesced(Level::Warn, "egress evaluation failed", e.kind());
@@ -678,7 +683,6 @@ impl Runtime {
             if matches.is_empty() {
                 return 0;
             }
-            let subject = self.engine.scopes().extract(event);
             matches
                 .iter()
                 .map(|m| self.enforcer.apply(m, &subject).blocks.len())
@@ -868,18 +872,21 @@ fn ingress_pass(
             return PassOutcome::Allow;
         }
     };
-    let matches = match engine.evaluate(&event, true) {
+    // The subject is the scope keys the pass extracted (a custom extractor
+    // runs once; its failure is the pass's, decided by `fail_open`).
+    let Evaluation {
+        matches,
+        keys: subject,
+    } = match engine.evaluate_scoped(&event, true) {
         Ok(m) => m,
         Err(e) => {
             log_coalesced(Level::Warn, "ingress rule evaluation failed", e.kind());
             return PassOutcome::Failed(e.kind());
         }
     };
-    if matches.is_empty() && !engine.scopes().has_custom() {
-        // Nothing to apply (and built-in extractors cannot fail).
+    if matches.is_empty() {
         return PassOutcome::Allow;
     }
-    let subject = engine.scopes().extract(&event);
     let mut deny: Option<IngressDecision> = None;
     for m in &matches {
         let applied = enforcer.apply(m, &subject);

@@ -89,6 +89,15 @@ impl EngineError {
     }
 }
 
+/// What one pass found ([`Engine::evaluate_scoped`]).
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    pub matches: Vec<Match>,
+    /// The event's scope keys, in precedence order, as the pass extracted
+    /// them (history and counters were keyed by these).
+    pub keys: Vec<ScopeKey>,
+}
+
 /// Engine behavior switches.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineOptions {
@@ -371,9 +380,23 @@ impl Engine {
         event: &AuditEvent,
         enforcement_only: bool,
     ) -> Result<Vec<Match>, EngineError> {
+        self.evaluate_scoped(event, enforcement_only)
+            .map(|e| e.matches)
+    }
+
+    /// [`Engine::evaluate`], also handing over the event's scope keys the
+    /// pass extracted (the subject the matches' actions apply to), so the
+    /// caller need not extract them again. The keys are empty when the
+    /// pass ends early (an ignored event type, a failed extraction under
+    /// `fail_open`).
+    pub fn evaluate_scoped(
+        &self,
+        event: &AuditEvent,
+        enforcement_only: bool,
+    ) -> Result<Evaluation, EngineError> {
         let event_type = event.event_type();
         if IGNORED_PREFIXES.iter().any(|p| event_type.starts_with(p)) {
-            return Ok(Vec::new());
+            return Ok(Evaluation::default());
         }
         let now = self.clock.now();
         let record = !enforcement_only && self.retention.is_some();
@@ -392,7 +415,7 @@ impl Engine {
                     "panic",
                 );
                 return if self.options.fail_open {
-                    Ok(Vec::new())
+                    Ok(Evaluation::default())
                 } else {
                     Err(EngineError::SummaryFailed)
                 };
@@ -499,7 +522,7 @@ impl Engine {
                 self.append(&mut summary, rule_attrs, now, &keys, retention);
             }
         }
-        Ok(matches)
+        Ok(Evaluation { matches, keys })
     }
 
     fn append(

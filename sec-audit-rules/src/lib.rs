@@ -16,7 +16,8 @@ pub mod summary;
 
 pub use config::{ConfigError, RuleConfig};
 pub use engine::{
-    Engine, EngineBuilder, EngineError, EngineOptions, EvaluationObserver, RuleOutcome, SkipReason,
+    Engine, EngineBuilder, EngineError, EngineOptions, Evaluation, EvaluationObserver, RuleOutcome,
+    SkipReason,
 };
 pub use history::{HistoryQuery, HistoryReader};
 pub use policy::{ActionKind, ActionPolicy, ActionSpec, Effect, ResolvedAction};
