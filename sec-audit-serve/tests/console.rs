@@ -245,6 +245,8 @@ async fn an_operator_blocks_and_unblocks_in_a_browser() {
     b.screenshot("blocks").await;
     b.fill("#search input[name=value]", "mall").await;
     b.click("#search button[type=submit]").await;
+    // The list page has `#matching` too: wait for the search's own page.
+    b.wait_path("value=mall").await;
     b.wait("#matching").await;
     assert_eq!(b.count("#blocks tbody tr").await, 1);
     assert!(b.text("#blocks").await.contains("mallory"));

@@ -290,6 +290,24 @@ impl Browser {
         }
     }
 
+    /// Waits (up to 10 s) until the current path (and query) contains
+    /// `needle`: a navigation has landed, even when the page it left had
+    /// the same elements.
+    pub async fn wait_path(&self, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let path = self.path().await;
+            if path.contains(needle) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still on {path}, waiting for a path with `{needle}`"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits (up to 10 s) for an element.
     pub async fn wait(&self, css: &str) -> fantoccini::elements::Element {
         match self
