@@ -347,7 +347,15 @@ fn body_of(attributes: &Map<String, Value>) -> Option<&Map<String, Value>> {
 /// `field()` lookup over any attribute map: flat key first, then nested walk.
 /// Null counts as absent.
 pub fn lookup<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    match map.get(key) {
+    lookup_with(|k| map.get(k), key)
+}
+
+/// [`lookup`] over any object whose top-level keys `get` reads (an
+/// attribute map, a history entry): the flat key `key` when present and
+/// not null, else the walk through nested objects along its dot-separated
+/// parts; null counts as absent.
+pub fn lookup_with<'a>(get: impl Fn(&str) -> Option<&'a Value>, key: &str) -> Option<&'a Value> {
+    match get(key) {
         Some(Value::Null) => {}
         Some(v) => return Some(v),
         None => {}
@@ -356,7 +364,7 @@ pub fn lookup<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
         return None;
     }
     let mut parts = key.split('.');
-    let mut cur = map.get(parts.next()?)?;
+    let mut cur = get(parts.next()?)?;
     for p in parts {
         cur = cur.as_object()?.get(p)?;
     }

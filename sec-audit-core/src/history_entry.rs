@@ -137,24 +137,7 @@ impl HistoryEntry {
     /// map): the flat key first, then a walk through nested objects on
     /// `.`; null counts as absent.
     pub fn lookup(&self, key: &str) -> Option<&Value> {
-        match self.get(key) {
-            Some(Value::Null) => {}
-            Some(v) => return Some(v),
-            None => {}
-        }
-        if !key.contains('.') {
-            return None;
-        }
-        let mut parts = key.split('.');
-        let mut cur = self.get(parts.next()?)?;
-        for p in parts {
-            cur = cur.as_object()?.get(p)?;
-        }
-        if cur.is_null() {
-            None
-        } else {
-            Some(cur)
-        }
+        crate::event::lookup_with(|k| self.get(k), key)
     }
 
     /// The event type, when it is a string.
