@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use sec_audit_benches::{
-    full_run, quickstart_rules, timed_events, TimedEvent, QUICKSTART_BUILTINS,
+    full_run, quickstart_rules, record_event, timed_events, TimedEvent, QUICKSTART_BUILTINS,
 };
 use sec_audit_core::{ManualClock, Scrubber};
-use sec_audit_enforce::events::{keys, EnforcementEvent, EventEmitter, EventType, JsonlProcessor};
+use sec_audit_enforce::events::{EventEmitter, JsonlProcessor};
 use sec_audit_enforce::{Config, Runtime, Sink};
 use sec_audit_rules::Engine;
 
@@ -124,21 +124,6 @@ fn egress(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-/// A typical `block_applied` record.
-pub fn record_event(i: i64) -> EnforcementEvent {
-    EnforcementEvent::new(EventType::BlockApplied, 1_780_000_000_000_000_000 + i)
-        .attr(keys::RULE_NAME, "brute_force_login")
-        .attr(keys::RULE_SEVERITY, "high")
-        .attr(keys::SCOPE_TYPE, "ip")
-        .attr(keys::SCOPE_VALUE, "203.0.113.9")
-        .attr(keys::ACTION, "temp_block")
-        .attr(keys::TTL, 300)
-        .attr(keys::EXPIRES_AT, "2026-05-28T20:31:40.000Z")
-        .attr(keys::REASON, "5 failed logins in 60 s")
-        .attr(keys::SOURCE_ADDRESS, "203.0.113.9")
-        .attr(keys::USER_ID, "alice")
 }
 
 fn emitters() -> Vec<(&'static str, EventEmitter)> {

@@ -44,21 +44,11 @@ fn replay(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("pipeline/per_event", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters as usize;
-            while left > 0 {
-                let mut r = replayer();
-                let k = left.min(lines.len());
-                let t = Instant::now();
+            timed_passes(iters, lines.len(), &replayer, |r, k| {
                 for (i, l) in lines[..k].iter().enumerate() {
                     r.line(i as u64 + 1, Line::Text(l.as_bytes()));
                 }
-                total += t.elapsed();
-                left -= k;
-                assert_eq!(r.stats.rejected, 0, "generated lines are valid");
-                drop(r);
-            }
-            total
+            })
         })
     });
     group.bench_function("parse_only/value", |b| {
@@ -80,25 +70,13 @@ fn replay(c: &mut Criterion) {
     // The input as one buffer, read through the same bounded line reader.
     let mut text = lines.join("\n");
     text.push('\n');
+    // Where each line ends (after its newline), found before timing.
+    let ends: Vec<usize> = text.match_indices('\n').map(|(i, _)| i + 1).collect();
     group.bench_function("pipeline/parse_ahead", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters as usize;
-            while left > 0 {
-                let mut r = replayer();
-                let k = left.min(lines.len());
-                let input = if k == lines.len() {
-                    text.as_bytes()
-                } else {
-                    // The first k lines: up to the k-th newline.
-                    let end = text
-                        .match_indices('\n')
-                        .nth(k - 1)
-                        .map_or(text.len(), |(i, _)| i + 1);
-                    &text.as_bytes()[..end]
-                };
-                let t = Instant::now();
-                parse_ahead::drive(input, 1 << 20, |batch| {
+            timed_passes(iters, lines.len(), &replayer, |r, k| {
+                // The first k lines: up to the k-th newline.
+                parse_ahead::drive(&text.as_bytes()[..ends[k - 1]], 1 << 20, |batch| {
                     for p in &batch.lines {
                         let n = r.stats.lines + 1;
                         r.parsed(n, p);
@@ -106,16 +84,34 @@ fn replay(c: &mut Criterion) {
                     ControlFlow::Continue(())
                 })
                 .expect("in-memory input");
-                total += t.elapsed();
-                left -= k;
-                assert_eq!(r.stats.lines as usize, k, "every line replayed");
-                assert_eq!(r.stats.rejected, 0, "generated lines are valid");
-                drop(r);
-            }
-            total
+            })
         })
     });
     group.finish();
+}
+
+/// Times `iters` events as passes of at most `n` lines, each pass on a
+/// fresh replayer (`run(replayer, k)` replays the first `k` lines; only it
+/// is timed) that must have replayed every line and rejected none.
+fn timed_passes(
+    iters: u64,
+    n: usize,
+    replayer: &dyn Fn() -> Replayer,
+    mut run: impl FnMut(&mut Replayer, usize),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters as usize;
+    while left > 0 {
+        let mut r = replayer();
+        let k = left.min(n);
+        let t = Instant::now();
+        run(&mut r, k);
+        total += t.elapsed();
+        left -= k;
+        assert_eq!(r.stats.lines as usize, k, "every line replayed");
+        assert_eq!(r.stats.rejected, 0, "generated lines are valid");
+    }
+    total
 }
 
 fn config() -> Criterion {

@@ -135,9 +135,7 @@ fn main() {
         }
         "emit" | "emit_buffered" | "emit_otel" => {
             use sec_audit_core::Scrubber;
-            use sec_audit_enforce::events::{
-                keys, EnforcementEvent, EventEmitter, EventType, JsonlProcessor,
-            };
+            use sec_audit_enforce::events::{EventEmitter, JsonlProcessor};
             let discard = || Box::new(std::io::sink());
             let emitter = match what {
                 "emit" => EventEmitter::new(Sink::Writer(discard()), Scrubber::default(), "1.0"),
@@ -152,19 +150,7 @@ fn main() {
                 ),
             };
             for i in 0..(n * passes) as i64 {
-                emitter.emit(
-                    EnforcementEvent::new(EventType::BlockApplied, 1_780_000_000_000_000_000 + i)
-                        .attr(keys::RULE_NAME, "brute_force_login")
-                        .attr(keys::RULE_SEVERITY, "high")
-                        .attr(keys::SCOPE_TYPE, "ip")
-                        .attr(keys::SCOPE_VALUE, "203.0.113.9")
-                        .attr(keys::ACTION, "temp_block")
-                        .attr(keys::TTL, 300)
-                        .attr(keys::EXPIRES_AT, "2026-05-28T20:31:40.000Z")
-                        .attr(keys::REASON, "5 failed logins in 60 s")
-                        .attr(keys::SOURCE_ADDRESS, "203.0.113.9")
-                        .attr(keys::USER_ID, "alice"),
-                );
+                emitter.emit(sec_audit_benches::record_event(i));
             }
         }
         other => panic!("unknown workload `{other}`"),

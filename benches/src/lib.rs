@@ -844,6 +844,22 @@ pub fn safelist_1k() -> sec_audit_enforce::SafelistConfig {
     }
 }
 
+/// A typical `block_applied` record.
+pub fn record_event(i: i64) -> sec_audit_enforce::events::EnforcementEvent {
+    use sec_audit_enforce::events::{keys, EnforcementEvent, EventType};
+    EnforcementEvent::new(EventType::BlockApplied, 1_780_000_000_000_000_000 + i)
+        .attr(keys::RULE_NAME, "brute_force_login")
+        .attr(keys::RULE_SEVERITY, "high")
+        .attr(keys::SCOPE_TYPE, "ip")
+        .attr(keys::SCOPE_VALUE, "203.0.113.9")
+        .attr(keys::ACTION, "temp_block")
+        .attr(keys::TTL, 300)
+        .attr(keys::EXPIRES_AT, "2026-05-28T20:31:40.000Z")
+        .attr(keys::REASON, "5 failed logins in 60 s")
+        .attr(keys::SOURCE_ADDRESS, "203.0.113.9")
+        .attr(keys::USER_ID, "alice")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
