@@ -559,7 +559,8 @@ fn the_cli_readme_shows_the_summary_the_replay_prints() {
 
 /// References in `text` (of the file at `path`) to files that are not in
 /// the repository: `*.md` names that resolve neither from the file's
-/// directory nor from the root, and paths into `../shared` or `shared/`.
+/// directory nor from the root, and paths into the original contract's
+/// directory (the `shared` pattern below).
 fn outside_references(path: &Path, text: &str) -> Vec<String> {
     let md = re(r"[A-Za-z0-9_./-]*\b[A-Za-z0-9_-]+\.md\b");
     let shared = re(r"\.\./shared|\bshared/(spec|tools)|the (project )?spec\b");
