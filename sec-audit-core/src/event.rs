@@ -5,10 +5,13 @@
 //! through flat then nested keys, and typed accessors that never fail.
 
 use std::borrow::Cow;
+use std::fmt;
 use std::net::IpAddr;
 
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::attributes::{AttrKey, Attributes, Known};
 use crate::client_ip::parse_ip_token;
 
 /// OTel keys that fill their raw alias when the raw key is absent or empty.
@@ -18,6 +21,15 @@ pub const ALIASES: [(&str, &str); 5] = [
     ("source.address", "srcip"),
     ("http.route", "route"),
     ("http.route_name", "route_name"),
+];
+
+/// [`ALIASES`] as known keys.
+const KNOWN_ALIASES: [(Known, Known); 5] = [
+    (Known::SessionDotId, Known::SessionId),
+    (Known::UserDotId, Known::UserId),
+    (Known::SourceAddress, Known::Srcip),
+    (Known::HttpRoute, Known::Route),
+    (Known::HttpRouteName, Known::RouteName),
 ];
 
 /// Why an input line or attribute map is not an audit event.
@@ -47,20 +59,22 @@ impl EventError {
 
 /// One audit event. Cheap to read: every accessor borrows from the event.
 ///
-/// The fields every pass reads (request id, client address, user, session,
-/// method, path, routes, status code) are resolved once, when the event is
-/// built, into typed slots; their accessors read a slot instead of looking
-/// keys up in the attribute map. The attributes stay the event's contract
-/// (plugins, summaries, `field` lookups) and are never changed after
-/// construction, so the slots always agree with them.
+/// The attributes are a compact map sorted by key ([`Attributes`]): known
+/// keys are not allocated and their positions are resolved. The fields
+/// every pass reads (request id, client address, user, session, method,
+/// path, routes, status code) are resolved once, when the event is built,
+/// into typed slots: a slot points at the attribute string it reads (no
+/// copy), or at a text the event keeps for it (a formatted number, a
+/// nested value, the canonical address). The attributes stay the event's
+/// contract (plugins, summaries, `field` lookups) and are never changed
+/// after construction, so the slots always agree with them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
-    event_type: String,
-    attributes: Map<String, Value>,
+    attributes: Attributes,
     slots: Slots,
 }
 
-/// The resolved fields, in [`Slots::text`] order.
+/// The resolved fields, in [`Slots::texts`] order.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
     RequestId,
@@ -81,12 +95,25 @@ enum Slot {
 
 const SLOTS: usize = 12;
 
-/// Every slot's text in one buffer (one allocation per event), the status
-/// code and the parsed client address.
+/// Where a slot's text is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SlotText {
+    Empty,
+    /// The string attribute at this position of the attributes.
+    Attribute(u32),
+    /// This span of [`Slots::text`].
+    Kept(u32, u32),
+    /// Too long to keep a span of: the accessor reads the map.
+    Lookup,
+}
+
+/// Every slot's text, the status code and the parsed client address.
 #[derive(Debug, Clone, PartialEq)]
 struct Slots {
+    texts: [SlotText; SLOTS],
+    /// The texts a slot cannot borrow from an attribute string (empty,
+    /// with no allocation, for most events).
     text: String,
-    spans: [(u32, u32); SLOTS],
     status_code: i64,
     client_ip: Option<IpAddr>,
     /// Whether [`AuditEvent::body`] finds an object (most events have
@@ -102,73 +129,137 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A resolved text before it is placed: borrowed from the attribute at a
+/// position, or a text to keep.
+enum Found<'a> {
+    Empty,
+    Attribute(usize, &'a str),
+    Text(Cow<'a, str>),
+}
+
+impl Found<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Found::Empty => "",
+            Found::Attribute(_, s) => s,
+            Found::Text(t) => t,
+        }
+    }
+}
+
+/// `value_text(lookup(attributes, key))`, keeping where the text is.
+fn find_text(attributes: &Attributes, key: Known) -> Found<'_> {
+    if let Some(at) = attributes.position(key) {
+        match attributes.value_at(at) {
+            Some(Value::Null) | None => {}
+            Some(Value::String(s)) if s.is_empty() => return Found::Empty,
+            Some(Value::String(s)) => return Found::Attribute(at, s),
+            v => return text_found(v),
+        }
+    }
+    if !key.as_str().contains('.') {
+        return Found::Empty;
+    }
+    text_found(lookup_with(|k| attributes.get(k), key.as_str()))
+}
+
+fn text_found(v: Option<&Value>) -> Found<'_> {
+    let t = value_text(v);
+    if t.is_empty() {
+        Found::Empty
+    } else {
+        Found::Text(t)
+    }
+}
+
+/// The first non-empty of [`find_text`] over `keys`.
+fn find_first<'a>(attributes: &'a Attributes, keys: &[Known]) -> Found<'a> {
+    for k in keys {
+        let found = find_text(attributes, *k);
+        if !matches!(found, Found::Empty) {
+            return found;
+        }
+    }
+    Found::Empty
+}
+
 impl Slots {
-    fn resolve(attributes: &Map<String, Value>) -> Slots {
-        let text_of = |key: &str| value_text(lookup(attributes, key));
-        let first_text = |keys: &[&str]| {
-            keys.iter()
-                .map(|k| text_of(k))
-                .find(|t| !t.is_empty())
-                .unwrap_or(Cow::Borrowed(""))
-        };
-        let srcip = text_of("srcip");
-        let t = srcip.trim();
+    fn resolve(attributes: &Attributes) -> Slots {
+        let srcip = find_text(attributes, Known::Srcip);
+        let t = srcip.as_str().trim();
         let client_ip = parse_ip_token(t).map(canonical_ip);
-        let ip_key: Cow<'_, str> = match client_ip {
+        let ip_key = match client_ip {
             // Bare digits and dots parse only from the canonical IPv4 text
             // (four decimal octets, no leading zeros): it is the key.
             Some(IpAddr::V4(_)) if t.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
-                Cow::Borrowed(t)
+                match &srcip {
+                    Found::Attribute(at, s) if s.len() == t.len() => Found::Attribute(*at, s),
+                    _ => Found::Text(Cow::Owned(t.to_string())),
+                }
             }
-            Some(ip) => Cow::Owned(ip.to_string()),
-            None => Cow::Borrowed(""),
+            Some(ip) => Found::Text(Cow::Owned(ip.to_string())),
+            None => Found::Empty,
         };
-        let texts: [Cow<'_, str>; SLOTS] = [
-            text_of("request_id"),
-            srcip.clone(),
-            text_of("user_id"),
-            text_of("session_id"),
-            text_of("username"),
-            text_of("route"),
-            first_text(&["http.request.method", "method"]),
-            first_text(&["url.path", "path"]),
-            first_text(&["url.full", "url"]),
-            first_text(&["http.route", "route_pattern", "route"]),
-            first_text(&["http.route_name", "route_name"]),
-            ip_key.clone(),
+        let found: [Found<'_>; SLOTS] = [
+            find_text(attributes, Known::RequestId),
+            srcip,
+            find_text(attributes, Known::UserId),
+            find_text(attributes, Known::SessionId),
+            find_text(attributes, Known::Username),
+            find_text(attributes, Known::Route),
+            find_first(attributes, &[Known::HttpRequestMethod, Known::Method]),
+            find_first(attributes, &[Known::UrlPath, Known::Path]),
+            find_first(attributes, &[Known::UrlFull, Known::Url]),
+            find_first(
+                attributes,
+                &[Known::HttpRoute, Known::RoutePattern, Known::Route],
+            ),
+            find_first(attributes, &[Known::HttpRouteName, Known::RouteName]),
+            ip_key,
         ];
-        let mut text = String::with_capacity(texts.iter().map(|t| t.len()).sum());
-        let mut spans = [(0u32, 0u32); SLOTS];
-        for (span, t) in spans.iter_mut().zip(texts.iter()) {
-            // A slot longer than 4 GiB (no input line is) stays empty and
-            // its accessor falls back to the map.
-            let (Ok(start), Ok(len)) = (u32::try_from(text.len()), u32::try_from(t.len())) else {
-                *span = (0, u32::MAX);
-                continue;
+        let mut text = String::new();
+        let mut texts = [SlotText::Empty; SLOTS];
+        for (slot, f) in texts.iter_mut().zip(found) {
+            *slot = match f {
+                Found::Empty => SlotText::Empty,
+                Found::Attribute(at, _) => match u32::try_from(at) {
+                    Ok(at) => SlotText::Attribute(at),
+                    Err(_) => SlotText::Lookup,
+                },
+                Found::Text(t) => {
+                    match (u32::try_from(text.len()), u32::try_from(t.len())) {
+                        (Ok(start), Ok(len)) => {
+                            text.push_str(&t);
+                            SlotText::Kept(start, len)
+                        }
+                        // A text longer than 4 GiB (no input line is):
+                        // the accessor reads the map.
+                        _ => SlotText::Lookup,
+                    }
+                }
             };
-            text.push_str(t);
-            *span = (start, len);
         }
-        let status_code = ["http.response.status_code", "status_code", "status"]
-            .iter()
-            .find_map(|k| lookup(attributes, k).and_then(value_as_i64))
-            .unwrap_or(0);
+        let status_code = [
+            Known::HttpResponseStatusCode,
+            Known::StatusCode,
+            Known::Status,
+        ]
+        .iter()
+        .find_map(|k| {
+            match attributes.known(*k) {
+                Some(Value::Null) | None => lookup_with(|k| attributes.get(k), k.as_str()),
+                v => v,
+            }
+            .and_then(value_as_i64)
+        })
+        .unwrap_or(0);
         Slots {
+            texts,
             text,
-            spans,
             status_code,
             client_ip,
             has_body: body_of(attributes).is_some(),
         }
-    }
-
-    /// The slot's text; `None` only for a slot too long to keep.
-    fn get(&self, slot: Slot) -> Option<&str> {
-        let (start, len) = self.spans[slot as usize];
-        if len == u32::MAX {
-            return None;
-        }
-        self.text.get(start as usize..start as usize + len as usize)
     }
 }
 
@@ -183,24 +274,25 @@ fn is_empty_value(v: Option<&Value>) -> bool {
 impl AuditEvent {
     /// Builds an event from its attributes. The `event_type` attribute must be
     /// a non-empty string. Aliases are filled (see [`ALIASES`]).
-    pub fn from_attributes(mut attributes: Map<String, Value>) -> Result<Self, EventError> {
-        let event_type = match attributes.get("event_type") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+    pub fn from_attributes(attributes: Map<String, Value>) -> Result<Self, EventError> {
+        Self::from_compact(Attributes::from_map(attributes))
+    }
+
+    /// [`AuditEvent::from_attributes`] from the compact form.
+    pub fn from_compact(mut attributes: Attributes) -> Result<Self, EventError> {
+        match attributes.known(Known::EventType) {
+            Some(Value::String(s)) if !s.trim().is_empty() => {}
             _ => return Err(EventError::MissingEventType),
-        };
-        for (otel, raw) in ALIASES {
-            if is_empty_value(attributes.get(raw)) && !is_empty_value(attributes.get(otel)) {
-                if let Some(v) = attributes.get(otel).cloned() {
-                    attributes.insert(raw.to_string(), v);
+        }
+        for (otel, raw) in KNOWN_ALIASES {
+            if is_empty_value(attributes.known(raw)) && !is_empty_value(attributes.known(otel)) {
+                if let Some(v) = attributes.known(otel).cloned() {
+                    attributes.insert_known(raw, v);
                 }
             }
         }
         let slots = Slots::resolve(&attributes);
-        Ok(AuditEvent {
-            event_type,
-            attributes,
-            slots,
-        })
+        Ok(AuditEvent { attributes, slots })
     }
 
     /// Builds an event of `event_type` from attributes; the `event_type`
@@ -214,23 +306,31 @@ impl AuditEvent {
     }
 
     pub fn event_type(&self) -> &str {
-        &self.event_type
+        self.attributes
+            .known(Known::EventType)
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// All attributes, aliases filled.
-    pub fn attributes(&self) -> &Map<String, Value> {
+    pub fn attributes(&self) -> &Attributes {
         &self.attributes
     }
 
-    /// Consumes the event, returning its attributes.
+    /// Consumes the event, returning its attributes as a JSON map.
     pub fn into_attributes(self) -> Map<String, Value> {
-        self.attributes
+        self.attributes.into_map()
+    }
+
+    /// The value of a known key (the flat key; no nested walk).
+    pub fn known(&self, key: Known) -> Option<&Value> {
+        self.attributes.known(key)
     }
 
     /// The flat key `key` if present and not null; otherwise the walk through
     /// nested objects along the dot-separated parts of `key`.
     pub fn field(&self, key: &str) -> Option<&Value> {
-        lookup(&self.attributes, key)
+        lookup_with(|k| self.attributes.get(k), key)
     }
 
     /// The value of `key` as text: strings as they are, numbers and booleans
@@ -252,7 +352,19 @@ impl AuditEvent {
     /// A resolved slot, or (for a slot too long to keep) what `fallback`
     /// reads from the map.
     fn slot<'a>(&'a self, slot: Slot, fallback: impl FnOnce() -> Cow<'a, str>) -> Cow<'a, str> {
-        match self.slots.get(slot) {
+        let text = match self.slots.texts[slot as usize] {
+            SlotText::Empty => Some(""),
+            SlotText::Attribute(at) => self
+                .attributes
+                .value_at(at as usize)
+                .and_then(Value::as_str),
+            SlotText::Kept(start, len) => self
+                .slots
+                .text
+                .get(start as usize..start as usize + len as usize),
+            SlotText::Lookup => None,
+        };
+        match text {
             Some(t) => Cow::Borrowed(t),
             None => fallback(),
         }
@@ -335,9 +447,9 @@ impl AuditEvent {
 
 /// The body an event's attributes carry: `request.body`, else `body`,
 /// when it is an object.
-fn body_of(attributes: &Map<String, Value>) -> Option<&Map<String, Value>> {
+fn body_of(attributes: &Attributes) -> Option<&Map<String, Value>> {
     for k in ["request.body", "body"] {
-        if let Some(Value::Object(m)) = lookup(attributes, k) {
+        if let Some(Value::Object(m)) = lookup_with(|k| attributes.get(k), k) {
             return Some(m);
         }
     }
@@ -410,10 +522,187 @@ pub struct ParsedLine {
 /// Parses one input line: an OTel log record with an `attributes` object (the
 /// event is the attributes, the time is the record's `timestamp`), or a bare
 /// attribute object with `event_type` (and optionally `timestamp`).
+///
+/// The line is parsed once, straight into the event's compact attributes:
+/// keys are read borrowed from the line (a known key is never allocated),
+/// and no intermediate map is built. It accepts and rejects exactly what
+/// decoding the line into a `serde_json::Value` and [`parse_value`] do.
 pub fn parse_line(line: &str) -> Result<ParsedLine, EventError> {
-    let value: Value = serde_json::from_str(line.trim_end_matches(['\r', '\n']))
+    let text = line.trim_end_matches(['\r', '\n']);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let record = RecordSeed
+        .deserialize(&mut de)
+        .and_then(|record| de.end().map(|()| record))
         .map_err(|e| EventError::InvalidJson(format!("line {} column {}", e.line(), e.column())))?;
-    parse_value(value)
+    record.into_parsed()
+}
+
+/// What the top level of a line held.
+enum Record {
+    NotAnObject,
+    Object {
+        /// Every top-level entry but `attributes` (the event, when there
+        /// is no `attributes`).
+        top: Vec<(AttrKey, Value)>,
+        /// The last `attributes` entry: its entries, or `None` when it
+        /// was not an object.
+        attributes: Option<Option<Vec<(AttrKey, Value)>>>,
+    },
+}
+
+impl Record {
+    fn into_parsed(self) -> Result<ParsedLine, EventError> {
+        let Record::Object { top, attributes } = self else {
+            return Err(EventError::NotAnObject);
+        };
+        let top = Attributes::from_entries(top);
+        let timestamp_ns = top.known(Known::Timestamp).and_then(integer_ns);
+        let attributes = match attributes {
+            Some(Some(entries)) => Attributes::from_entries(entries),
+            Some(None) => return Err(EventError::AttributesNotAnObject),
+            None => top,
+        };
+        Ok(ParsedLine {
+            event: AuditEvent::from_compact(attributes)?,
+            timestamp_ns,
+        })
+    }
+}
+
+/// Reads a top-level value.
+struct RecordSeed;
+
+impl<'de> DeserializeSeed<'de> for RecordSeed {
+    type Value = Record;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Record, D::Error> {
+        d.deserialize_any(RecordVisitor)
+    }
+}
+
+struct RecordVisitor;
+
+/// The visits of a value that is not an object: `$outcome` after reading
+/// it in full (an array's elements as `Value`s, so that what is rejected
+/// stays what decoding into a `Value` rejects).
+macro_rules! not_an_object {
+    ($outcome:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($outcome)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($outcome)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($outcome)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($outcome)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($outcome)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($outcome)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<Value>()?.is_some() {}
+            Ok($outcome)
+        }
+    };
+}
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = Record;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    not_an_object!(Record::NotAnObject);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+        let mut top = Vec::new();
+        let mut attributes = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match key {
+                Key::Attributes => attributes = Some(map.next_value_seed(AttributesSeed)?),
+                Key::Attr(key) => top.push((key, map.next_value::<Value>()?)),
+            }
+        }
+        Ok(Record::Object { top, attributes })
+    }
+}
+
+/// A top-level key: `attributes` or an attribute's key.
+enum Key {
+    Attributes,
+    Attr(AttrKey),
+}
+
+/// Reads a key without allocating it when it is `attributes` or known.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(KeySeed)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<Key, E> {
+        Ok(if key == "attributes" {
+            Key::Attributes
+        } else {
+            Key::Attr(AttrKey::new(key))
+        })
+    }
+}
+
+/// Reads the `attributes` value: its entries when it is an object.
+struct AttributesSeed;
+
+impl<'de> DeserializeSeed<'de> for AttributesSeed {
+    type Value = Option<Vec<(AttrKey, Value)>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(AttributesSeed)
+    }
+}
+
+impl<'de> Visitor<'de> for AttributesSeed {
+    type Value = Option<Vec<(AttrKey, Value)>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    not_an_object!(None);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(key) = map.next_key_seed(AttrKeySeed)? {
+            entries.push((key, map.next_value::<Value>()?));
+        }
+        Ok(Some(entries))
+    }
+}
+
+/// Reads an attribute key, not allocating a known one.
+struct AttrKeySeed;
+
+impl<'de> DeserializeSeed<'de> for AttrKeySeed {
+    type Value = AttrKey;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<AttrKey, D::Error> {
+        d.deserialize_str(AttrKeySeed)
+    }
+}
+
+impl<'de> Visitor<'de> for AttrKeySeed {
+    type Value = AttrKey;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<AttrKey, E> {
+        Ok(AttrKey::new(key))
+    }
 }
 
 /// Like [`parse_line`], from an already decoded JSON value.
@@ -636,6 +925,75 @@ mod tests {
                 "{raw}"
             );
             assert_eq!(e.client_ip_key(), want.unwrap_or(""), "{raw}");
+        }
+    }
+
+    /// How a line was parsed before the one-pass parser: into a `Value`,
+    /// then [`parse_value`].
+    fn parse_via_value(line: &str) -> Result<ParsedLine, EventError> {
+        let value: Value =
+            serde_json::from_str(line.trim_end_matches(['\r', '\n'])).map_err(|e| {
+                EventError::InvalidJson(format!("line {} column {}", e.line(), e.column()))
+            })?;
+        parse_value(value)
+    }
+
+    #[test]
+    fn the_one_pass_parser_agrees_with_decoding_into_a_value() {
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        let deep_attr = format!(r#"{{"attributes": {{"event_type": "x", "d": {deep}}}}}"#);
+        let deep_top = format!(r#"{{"body": {deep}, "attributes": {{"event_type": "x"}}}}"#);
+        let lines = [
+            r#"{"timestamp":1780000000021000000,"observed_timestamp":1,"severity_text":"INFO","severity_number":9,"body":"http.response","resource":{"service.name":"d"},"instrumentation_scope":{"name":"s","version":"0"},"attributes":{"event_type":"http.response.success","request_id":"req-7-000001","session.id":"sess-5a9196f0","source.address":"203.0.113.230","user.id":"6028","http.request.method":"GET","http.response.status_code":200,"url.path":"/api/accounts/100/","http.route":"/api/accounts/{id}/","http.route_name":"account-detail","action.name":"response","outcome":"success","duration_ns":84000000,"schema_version":"1.0"},"event_name":"http.response.success"}"#,
+            r#"{"event_type": "model.update", "timestamp": 9, "changed_fields": ["a"], "srcip": "1.2.3.4"}"#,
+            r#"{"event_type": "x", "timestamp": "12"}"#,
+            r#"{"attributes": {"event_type": "x", "srcip": "a", "srcip": "b", "zA": 1, "é": 2}, "timestamp": 1, "timestamp": 2}"#,
+            r#"{"attributes": {"event_type": "x"}, "attributes": {"event_type": "y"}}"#,
+            r#"{"attributes": {"event_type": "x"}, "attributes": 3}"#,
+            r#"{"attributes": 3, "attributes": {"event_type": "y"}}"#,
+            r#"{"attributes": null}"#,
+            r#"{"attributes": [1, 2]}"#,
+            r#"{"attributes": "s"}"#,
+            r#"{"attributes": {"event_type": ""}}"#,
+            r#"{"attributes": {"event_type": "  "}}"#,
+            r#"{"attributes": {"event_type": 5}}"#,
+            r#"{"attributes": {}}"#,
+            r#"{"event_type": "x", "attributes": {"srcip": "1.1.1.1"}}"#,
+            r#"{"event_type": "x", "source": {"address": "10.0.0.1"}, "url": {"path": "/n"}, "http": {"response": {"status_code": "404"}}}"#,
+            r#"{"event_type": "x", "srcip": " 10.0.0.1 ", "user.id": 7, "user_id": null}"#,
+            r#"{"event_type": "x", "n": 1e999}"#,
+            r#"{"body": 1e999, "attributes": {"event_type": "x"}}"#,
+            r#"{"body": [1e999], "attributes": {"event_type": "x"}}"#,
+            r#"[1e999]"#,
+            r#"[1, {"a": 2}]"#,
+            r#"{"event_type": "x"} trailing"#,
+            r#"{"event_type": "x"}"#,
+            "{\"event_type\": \"x\"}\r\n",
+            "  {\"event_type\": \"x\"}  ",
+            r#"{"event_type": "x""#,
+            r#"{"event_type": "x",}"#,
+            r#"{"event_type": "x", 1: 2}"#,
+            r#""s""#,
+            "null",
+            "7",
+            "",
+            r#"{"event_type": "x", "big": 18446744073709551615, "neg": -9223372036854775808, "f": 0.1}"#,
+            r#"{"event_type": "x", "bad": "\ud800"}"#,
+            &deep_attr,
+            &deep_top,
+        ];
+        for line in lines {
+            let a = parse_line(line);
+            let b = parse_via_value(line);
+            assert_eq!(a, b, "{line}");
+            if let (Ok(a), Ok(b)) = (&a, &b) {
+                assert_eq!(
+                    serde_json::to_string(a.event.attributes()).ok(),
+                    serde_json::to_string(&b.event.attributes().to_map()).ok(),
+                    "{line}"
+                );
+                assert_eq!(cached(&a.event), uncached(&b.event), "{line}");
+            }
         }
     }
 

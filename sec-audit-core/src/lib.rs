@@ -6,6 +6,7 @@
 //! Nothing here performs I/O beyond writing to a caller-supplied `Write`, and
 //! nothing here panics on input.
 
+pub mod attributes;
 pub mod client_ip;
 pub mod clock;
 pub mod event;
@@ -16,6 +17,7 @@ pub mod scope_key;
 pub mod scrub;
 pub mod state;
 
+pub use attributes::{Attributes, Known};
 pub use client_ip::{ClientIpResolver, TrustedProxyError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{parse_line, AuditEvent, EventError, ParsedLine};

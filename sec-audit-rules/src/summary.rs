@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use sec_audit_core::{AuditEvent, HistoryEntry, Scrubber, REDACTED};
+use sec_audit_core::{AuditEvent, HistoryEntry, Known, Scrubber, REDACTED};
 use serde_json::{Map, Value};
 
 pub use sec_audit_core::state::Summary;
@@ -81,6 +81,30 @@ const SORTED_KEYS: [&str; 19] = [
     "username",
 ];
 
+/// [`SORTED_KEYS`] as the event's known keys: a summary reads each
+/// attribute by its resolved position, not by comparing key strings.
+const SORTED_KNOWN: [Known; 19] = [
+    Known::Action,
+    Known::Actor,
+    Known::AppLabel,
+    Known::ChangedFields,
+    Known::CrudAction,
+    Known::EventType,
+    Known::Model,
+    Known::ModelLabel,
+    Known::ObjectId,
+    Known::RequestId,
+    Known::Route,
+    Known::RouteName,
+    Known::RoutePattern,
+    Known::SessionId,
+    Known::Srcip,
+    Known::Status,
+    Known::Target,
+    Known::UserId,
+    Known::Username,
+];
+
 /// Positions in [`SORTED_KEYS`] of the keys not read from the attribute of
 /// their name.
 const ACTOR: usize = 1;
@@ -121,20 +145,24 @@ pub fn build_entry_with(
     scrubber: &Scrubber,
     plan: &SummaryScrub,
 ) -> HistoryEntry {
-    let attrs = event.attributes();
     // Built in key order: the entry needs no sorting and no map.
     let mut entries: Vec<(Cow<'static, str>, Value)> = Vec::with_capacity(SORTED_KEYS.len() + 2);
-    for (i, (key, sensitive)) in SORTED_KEYS.into_iter().zip(plan.sensitive).enumerate() {
+    for (i, ((key, known), sensitive)) in SORTED_KEYS
+        .into_iter()
+        .zip(SORTED_KNOWN)
+        .zip(plan.sensitive)
+        .enumerate()
+    {
         let value = match i {
             STATUS => {
                 let code = event.status_code();
                 (code != 0).then(|| Value::from(code))
             }
-            ACTOR => attrs.get("actor").and_then(|a| pick(a, &["id", "name"])),
-            TARGET => attrs
-                .get("target")
+            ACTOR => event.known(known).and_then(|a| pick(a, &["id", "name"])),
+            TARGET => event
+                .known(known)
                 .and_then(|t| pick(t, &["app", "model", "object_id"])),
-            _ => attrs.get(key).filter(|v| non_empty(v)).cloned(),
+            _ => event.known(known).filter(|v| non_empty(v)).cloned(),
         };
         let Some(mut value) = value else {
             continue;
@@ -223,6 +251,8 @@ mod tests {
         all.extend(["actor", "target"]);
         all.sort_unstable();
         assert_eq!(all, SORTED_KEYS.to_vec());
+        let known: Vec<&str> = SORTED_KNOWN.iter().map(|k| k.as_str()).collect();
+        assert_eq!(known, SORTED_KEYS.to_vec());
         assert_eq!(SORTED_KEYS[ACTOR], "actor");
         assert_eq!(SORTED_KEYS[STATUS], "status");
         assert_eq!(SORTED_KEYS[TARGET], "target");
