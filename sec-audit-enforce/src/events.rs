@@ -1001,7 +1001,7 @@ fn emit_otel(logger: &SdkLogger, event: &EnforcementEvent) {
     record.set_body(AnyValue::String(ty.as_str().into()));
     record.add_attributes(event.attrs.iter().map(|(k, v)| {
         let key = match k {
-            Cow::Borrowed(k) => Key::from_static_str(*k),
+            Cow::Borrowed(k) => Key::from_static_str(k),
             Cow::Owned(k) => Key::new(k.clone()),
         };
         (key, attr_to_any(v))
