@@ -132,11 +132,7 @@ impl Tally {
             }
             EventType::EvaluationFailed => {
                 // A coalesced record stands for `failure_count` failures.
-                let n = e
-                    .attributes()
-                    .get(keys::FAILURE_COUNT)
-                    .and_then(serde_json::Value::as_u64)
-                    .unwrap_or(1);
+                let n = e.get_u64(keys::FAILURE_COUNT).unwrap_or(1);
                 *self
                     .failures
                     .entry((s(keys::FAIL_MODE), s(keys::ERROR_TYPE)))

@@ -22,7 +22,7 @@ pub use client_ip::{ClientIpResolver, TrustedProxyError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{parse_line, AuditEvent, EventError, ParsedLine};
 pub use history_entry::HistoryEntry;
-pub use record::{LogRecord, RecordBounds, RecordWriter, Severity};
+pub use record::{LogRecord, RecordBounds, RecordHead, RecordWriter, Severity};
 pub use scope_key::ScopeKey;
 pub use scrub::{ScrubError, Scrubber, REDACTED};
 pub use state::{Counters, HistoryRetention, HistoryRow, HistoryStore, Summary};

@@ -94,7 +94,7 @@ struct ScopeOut<'a> {
 }
 
 #[derive(Serialize)]
-struct RecordOut<'a> {
+struct RecordOut<'a, A: Serialize + ?Sized> {
     timestamp: i64,
     observed_timestamp: i64,
     severity_text: &'static str,
@@ -102,12 +102,133 @@ struct RecordOut<'a> {
     body: &'a str,
     resource: ResourceOut<'a>,
     instrumentation_scope: ScopeOut<'a>,
-    attributes: &'a Map<String, Value>,
+    attributes: &'a A,
     event_name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     trace_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     span_id: Option<&'a str>,
+}
+
+/// Everything of a record but its attributes, borrowed: what a typed
+/// record (one that keeps its attributes in its own form) writes its line
+/// with, through [`RecordHead::write_line`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordHead<'a> {
+    pub timestamp_ns: i64,
+    pub observed_timestamp_ns: i64,
+    pub severity: Severity,
+    pub body: &'a str,
+    pub service_name: &'a str,
+    pub scope_name: &'a str,
+    pub scope_version: &'a str,
+    pub trace_id: Option<&'a str>,
+    pub span_id: Option<&'a str>,
+}
+
+impl<'a> RecordHead<'a> {
+    fn out<A: Serialize + ?Sized>(&self, attrs: &'a A, body: &'a str) -> RecordOut<'a, A> {
+        RecordOut {
+            timestamp: self.timestamp_ns,
+            observed_timestamp: self.observed_timestamp_ns,
+            severity_text: self.severity.text(),
+            severity_number: self.severity.number(),
+            body,
+            resource: ResourceOut {
+                service_name: self.service_name,
+            },
+            instrumentation_scope: ScopeOut {
+                name: self.scope_name,
+                version: self.scope_version,
+            },
+            attributes: attrs,
+            event_name: body,
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+        }
+    }
+
+    /// The record line and its newline, appended to `out`, with `attrs`
+    /// (already scrubbed and bounded: they serialize as the attribute
+    /// object) — replaced by a malformed-record record when over
+    /// `bounds.max_record_bytes`. `schema_version` is the record's
+    /// `schema_version` attribute as it was before the projection (the
+    /// replacement names it).
+    pub fn write_line<A: Serialize + ?Sized>(
+        &self,
+        attrs: &A,
+        schema_version: Option<&str>,
+        bounds: &RecordBounds,
+        out: &mut Vec<u8>,
+    ) {
+        let start = out.len();
+        if serde_json::to_writer(&mut *out, &self.out(attrs, self.body)).is_err() {
+            out.truncate(start);
+            out.extend_from_slice(self.fallback().as_bytes());
+        } else if out.len() - start > bounds.max_record_bytes {
+            let bytes = out.len() - start;
+            out.truncate(start);
+            tracing::warn!(
+                body = %truncate_for_log(self.body),
+                bytes,
+                "log record over the size bound; writing a malformed-record marker instead"
+            );
+            out.extend_from_slice(
+                self.malformed("record_too_large", schema_version)
+                    .as_bytes(),
+            );
+        }
+        out.push(b'\n');
+    }
+
+    fn encode_with<A: Serialize + ?Sized>(&self, attrs: &A, body: &str) -> String {
+        let out = self.out(attrs, body);
+        // Serializing a struct of strings, integers and a string-keyed map
+        // cannot fail; the fallback keeps this function total anyway.
+        serde_json::to_string(&out).unwrap_or_else(|_| self.fallback())
+    }
+
+    fn malformed(&self, reason: &str, schema_version: Option<&str>) -> String {
+        let mut attrs = Map::new();
+        attrs.insert("event_type".into(), Value::String(MALFORMED_RECORD.into()));
+        if let Some(s) = schema_version {
+            let mut s = s.to_string();
+            cut_string(&mut s, 64);
+            attrs.insert("schema_version".into(), Value::String(s));
+        }
+        let mut original = self.body.to_string();
+        cut_string(&mut original, 256);
+        attrs.insert("original.event_type".into(), Value::String(original));
+        attrs.insert("error.type".into(), Value::String(reason.into()));
+        let m = RecordHead {
+            severity: Severity::Error,
+            body: MALFORMED_RECORD,
+            ..*self
+        };
+        m.encode_with(&attrs, MALFORMED_RECORD)
+    }
+
+    fn fallback(&self) -> String {
+        format!(
+            "{{\"timestamp\":{},\"body\":\"{MALFORMED_RECORD}\",\"event_name\":\"{MALFORMED_RECORD}\"}}",
+            self.timestamp_ns
+        )
+    }
+}
+
+/// `s` cut to at most `max_chars` characters (the bound of a string
+/// attribute), without a copy.
+pub fn cut_str(s: &str, max_chars: usize) -> &str {
+    match s.char_indices().nth(max_chars) {
+        Some((idx, _)) => &s[..idx],
+        None => s,
+    }
+}
+
+/// Bounds one attribute value in place (depth, entries, string length),
+/// as [`project_attributes`] bounds each value.
+pub fn bound_attribute_value(value: &mut Value, b: &RecordBounds) {
+    bound_value(value, 1, b);
 }
 
 fn cut_string(s: &mut String, max_chars: usize) {
@@ -182,12 +303,35 @@ pub fn project_attributes(attrs: &mut Map<String, Value>, scrubber: &Scrubber, b
 }
 
 impl LogRecord {
+    /// Everything of the record but its attributes.
+    pub fn head(&self) -> RecordHead<'_> {
+        RecordHead {
+            timestamp_ns: self.timestamp_ns,
+            observed_timestamp_ns: self.observed_timestamp_ns,
+            severity: self.severity,
+            body: &self.body,
+            service_name: &self.service_name,
+            scope_name: &self.scope_name,
+            scope_version: &self.scope_version,
+            trace_id: self.trace_id.as_deref(),
+            span_id: self.span_id.as_deref(),
+        }
+    }
+
+    fn schema_version(&self) -> Option<&str> {
+        match self.attributes.get("schema_version") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The record as one JSON line (no trailing newline), scrubbed and
     /// bounded; replaced by a malformed-record record when it cannot fit.
     pub fn to_json_line(&self, scrubber: &Scrubber, bounds: &RecordBounds) -> String {
         let mut attrs = self.attributes.clone();
         project_attributes(&mut attrs, scrubber, bounds);
-        let line = self.encode_with(&attrs, &self.body);
+        let head = self.head();
+        let line = head.encode_with(&attrs, &self.body);
         if line.len() <= bounds.max_record_bytes {
             return line;
         }
@@ -196,7 +340,7 @@ impl LogRecord {
             bytes = line.len(),
             "log record over the size bound; writing a malformed-record marker instead"
         );
-        self.malformed("record_too_large")
+        head.malformed("record_too_large", self.schema_version())
     }
 
     /// The record as one JSON line and its newline, appended to `out`:
@@ -209,113 +353,16 @@ impl LogRecord {
         bounds: &RecordBounds,
         out: &mut Vec<u8>,
     ) {
+        let mut attrs = std::mem::take(&mut self.attributes);
         // The malformed-record replacement names the schema version as it
         // was before the projection.
-        let schema_version = match self.attributes.get("schema_version") {
+        let schema_version = match attrs.get("schema_version") {
             Some(Value::String(s)) => Some(s.clone()),
             _ => None,
         };
-        let mut attrs = std::mem::take(&mut self.attributes);
         project_attributes(&mut attrs, scrubber, bounds);
-        let start = out.len();
-        if self.encode_into(&attrs, &self.body, out).is_err() {
-            out.truncate(start);
-            out.extend_from_slice(self.encode_fallback().as_bytes());
-        } else if out.len() - start > bounds.max_record_bytes {
-            let bytes = out.len() - start;
-            out.truncate(start);
-            tracing::warn!(
-                body = %truncate_for_log(&self.body),
-                bytes,
-                "log record over the size bound; writing a malformed-record marker instead"
-            );
-            if let Some(s) = schema_version {
-                self.attributes
-                    .insert("schema_version".into(), Value::String(s));
-            }
-            out.extend_from_slice(self.malformed("record_too_large").as_bytes());
-        }
-        out.push(b'\n');
-    }
-
-    fn malformed(&self, reason: &str) -> String {
-        let mut attrs = Map::new();
-        attrs.insert("event_type".into(), Value::String(MALFORMED_RECORD.into()));
-        if let Some(Value::String(s)) = self.attributes.get("schema_version") {
-            let mut s = s.clone();
-            cut_string(&mut s, 64);
-            attrs.insert("schema_version".into(), Value::String(s));
-        }
-        let mut original = self.body.clone();
-        cut_string(&mut original, 256);
-        attrs.insert("original.event_type".into(), Value::String(original));
-        attrs.insert("error.type".into(), Value::String(reason.into()));
-        let m = LogRecord {
-            severity: Severity::Error,
-            body: MALFORMED_RECORD.into(),
-            attributes: attrs.clone(),
-            ..self.clone_header()
-        };
-        m.encode_with(&attrs, MALFORMED_RECORD)
-    }
-
-    fn clone_header(&self) -> LogRecord {
-        LogRecord {
-            timestamp_ns: self.timestamp_ns,
-            observed_timestamp_ns: self.observed_timestamp_ns,
-            severity: self.severity,
-            body: String::new(),
-            service_name: self.service_name.clone(),
-            scope_name: self.scope_name.clone(),
-            scope_version: self.scope_version.clone(),
-            attributes: Map::new(),
-            trace_id: self.trace_id.clone(),
-            span_id: self.span_id.clone(),
-        }
-    }
-
-    fn record_out<'a>(&'a self, attrs: &'a Map<String, Value>, body: &'a str) -> RecordOut<'a> {
-        RecordOut {
-            timestamp: self.timestamp_ns,
-            observed_timestamp: self.observed_timestamp_ns,
-            severity_text: self.severity.text(),
-            severity_number: self.severity.number(),
-            body,
-            resource: ResourceOut {
-                service_name: &self.service_name,
-            },
-            instrumentation_scope: ScopeOut {
-                name: &self.scope_name,
-                version: &self.scope_version,
-            },
-            attributes: attrs,
-            event_name: body,
-            trace_id: self.trace_id.as_deref(),
-            span_id: self.span_id.as_deref(),
-        }
-    }
-
-    fn encode_into(
-        &self,
-        attrs: &Map<String, Value>,
-        body: &str,
-        out: &mut Vec<u8>,
-    ) -> serde_json::Result<()> {
-        serde_json::to_writer(out, &self.record_out(attrs, body))
-    }
-
-    fn encode_with(&self, attrs: &Map<String, Value>, body: &str) -> String {
-        let out = self.record_out(attrs, body);
-        // Serializing a struct of strings, integers and a string-keyed map
-        // cannot fail; the fallback keeps this function total anyway.
-        serde_json::to_string(&out).unwrap_or_else(|_| self.encode_fallback())
-    }
-
-    fn encode_fallback(&self) -> String {
-        format!(
-            "{{\"timestamp\":{},\"body\":\"{MALFORMED_RECORD}\",\"event_name\":\"{MALFORMED_RECORD}\"}}",
-            self.timestamp_ns
-        )
+        self.head()
+            .write_line(&attrs, schema_version.as_deref(), bounds, out);
     }
 }
 

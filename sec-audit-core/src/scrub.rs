@@ -159,7 +159,9 @@ impl Scrubber {
         })
     }
 
-    fn value_matches(&self, s: &str) -> bool {
+    /// Whether a string value is redacted wherever it stands (it matches
+    /// one of the value patterns).
+    pub fn value_matches(&self, s: &str) -> bool {
         self.value_patterns.iter().any(|r| r.is_match(s))
     }
 

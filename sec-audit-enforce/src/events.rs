@@ -7,6 +7,7 @@
 //! comes first — the event is offered to subscribers registered in code,
 //! each isolated from the others' errors and panics.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,10 @@ use opentelemetry::logs::{
 use opentelemetry::{InstrumentationScope, Key};
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use parking_lot::RwLock;
-use sec_audit_core::{LogRecord, RecordBounds, RecordWriter, Scrubber, Severity};
+use sec_audit_core::record::{bound_attribute_value, cut_str};
+use sec_audit_core::{
+    LogRecord, RecordBounds, RecordHead, RecordWriter, Scrubber, Severity, REDACTED,
+};
 use serde_json::{Map, Value};
 
 /// Name of the instrumentation scope of every enforcement record.
@@ -98,13 +102,186 @@ pub mod keys {
     pub const SESSION_ID: &str = "session.id";
 }
 
+/// An attribute key: one of the [`keys`] constants (or any other
+/// `&'static str`) without a copy, or an owned key for extra attributes.
+pub type AttrKey = Cow<'static, str>;
+
+/// An attribute value. Scalars are typed; arrays and objects stay JSON.
+/// An integer is an [`AttrValue::I64`] whenever it fits (a `u64` only
+/// beyond `i64::MAX`), so that every value has one form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    Str(Cow<'static, str>),
+    I64(i64),
+    /// An integer beyond `i64::MAX`.
+    U64(u64),
+    /// A finite double (a non-finite one is no value: left out).
+    F64(f64),
+    Bool(bool),
+    /// An array or an object.
+    Json(Value),
+}
+
+impl AttrValue {
+    /// Null and the empty string: values an event leaves out.
+    fn is_empty(&self) -> bool {
+        matches!(self, AttrValue::Str(s) if s.is_empty())
+            || matches!(self, AttrValue::Json(Value::Null))
+    }
+
+    /// The value as JSON (what the attribute map of an event held).
+    pub fn to_json(&self) -> Value {
+        match self {
+            AttrValue::Str(s) => Value::String(s.to_string()),
+            AttrValue::I64(i) => Value::from(*i),
+            AttrValue::U64(u) => Value::from(*u),
+            AttrValue::F64(f) => Value::from(*f),
+            AttrValue::Bool(b) => Value::Bool(*b),
+            AttrValue::Json(v) => v.clone(),
+        }
+    }
+
+    /// A string value, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// An integer value in `i64`, if this is one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            AttrValue::I64(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// A non-negative integer value, if this is one.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            AttrValue::I64(i) => u64::try_from(*i).ok(),
+            AttrValue::U64(u) => Some(*u),
+            _ => None,
+        }
+    }
+
+    /// A boolean value, if this is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            AttrValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+impl From<Value> for AttrValue {
+    fn from(v: Value) -> Self {
+        match v {
+            Value::String(s) => AttrValue::Str(Cow::Owned(s)),
+            Value::Bool(b) => AttrValue::Bool(b),
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => AttrValue::I64(i),
+                (None, Some(u), _) => AttrValue::U64(u),
+                (None, None, Some(f)) => AttrValue::F64(f),
+                (None, None, None) => AttrValue::Json(Value::Number(n)),
+            },
+            other => AttrValue::Json(other),
+        }
+    }
+}
+
+impl From<&str> for AttrValue {
+    fn from(s: &str) -> Self {
+        AttrValue::Str(Cow::Owned(s.to_string()))
+    }
+}
+
+impl From<String> for AttrValue {
+    fn from(s: String) -> Self {
+        AttrValue::Str(Cow::Owned(s))
+    }
+}
+
+impl From<&String> for AttrValue {
+    fn from(s: &String) -> Self {
+        AttrValue::Str(Cow::Owned(s.clone()))
+    }
+}
+
+impl From<Cow<'static, str>> for AttrValue {
+    fn from(s: Cow<'static, str>) -> Self {
+        AttrValue::Str(s)
+    }
+}
+
+impl From<bool> for AttrValue {
+    fn from(b: bool) -> Self {
+        AttrValue::Bool(b)
+    }
+}
+
+impl From<f64> for AttrValue {
+    /// A non-finite double is no value (null, as in JSON).
+    fn from(f: f64) -> Self {
+        if f.is_finite() {
+            AttrValue::F64(f)
+        } else {
+            AttrValue::Json(Value::Null)
+        }
+    }
+}
+
+impl From<f32> for AttrValue {
+    fn from(f: f32) -> Self {
+        AttrValue::from(f64::from(f))
+    }
+}
+
+impl From<u64> for AttrValue {
+    fn from(u: u64) -> Self {
+        i64::try_from(u).map_or(AttrValue::U64(u), AttrValue::I64)
+    }
+}
+
+impl From<usize> for AttrValue {
+    fn from(u: usize) -> Self {
+        AttrValue::from(u as u64)
+    }
+}
+
+macro_rules! attr_from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for AttrValue {
+            fn from(i: $t) -> Self {
+                AttrValue::I64(i64::from(i))
+            }
+        }
+    )*};
+}
+attr_from_int!(i8, i16, i32, i64, u8, u16, u32);
+
+impl<T: Into<Value>> From<Vec<T>> for AttrValue {
+    fn from(v: Vec<T>) -> Self {
+        AttrValue::Json(Value::from(v))
+    }
+}
+
+impl<T: Into<AttrValue>> From<Option<T>> for AttrValue {
+    /// `None` is no value.
+    fn from(v: Option<T>) -> Self {
+        v.map_or(AttrValue::Json(Value::Null), Into::into)
+    }
+}
+
 /// One enforcement decision: its type, when, and its attributes (including
-/// `event_type` and `schema_version`; empty values left out).
+/// `event_type` and `schema_version`; empty values left out), kept sorted
+/// by key, one value per key — the order of the JSONL record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnforcementEvent {
     pub event_type: EventType,
     pub timestamp_ns: i64,
-    pub attributes: Map<String, Value>,
+    attrs: Vec<(AttrKey, AttrValue)>,
 }
 
 impl EnforcementEvent {
@@ -113,63 +290,184 @@ impl EnforcementEvent {
         EnforcementEvent {
             event_type,
             timestamp_ns,
-            attributes: Map::new(),
+            attrs: Vec::with_capacity(12),
         }
     }
 
-    /// Adds an attribute unless it is null or an empty string.
-    pub fn attr(mut self, key: &str, value: impl Into<Value>) -> Self {
+    /// Adds an attribute unless it is null or an empty string; a key added
+    /// again takes the new value.
+    pub fn attr(mut self, key: impl Into<AttrKey>, value: impl Into<AttrValue>) -> Self {
         let value = value.into();
-        let empty =
-            matches!(&value, Value::Null) || matches!(&value, Value::String(s) if s.is_empty());
-        if !empty {
-            self.attributes.insert(key.to_string(), value);
+        if !value.is_empty() {
+            self.set(key.into(), value);
         }
         self
     }
 
+    /// Sets an attribute, empty or not.
+    fn set(&mut self, key: AttrKey, value: AttrValue) {
+        match self.position(&key) {
+            Ok(i) => self.attrs[i].1 = value,
+            Err(i) => self.attrs.insert(i, (key, value)),
+        }
+    }
+
+    fn position(&self, key: &str) -> Result<usize, usize> {
+        // Appended in key order (the usual case): no search.
+        match self.attrs.last() {
+            None => Err(0),
+            Some((k, _)) if k.as_ref() < key => Err(self.attrs.len()),
+            _ => self.attrs.binary_search_by(|(k, _)| k.as_ref().cmp(key)),
+        }
+    }
+
+    /// An attribute, if present.
+    pub fn get(&self, key: &str) -> Option<&AttrValue> {
+        self.attrs
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .map(|i| &self.attrs[i].1)
+    }
+
     /// A string attribute, if present.
     pub fn get_str(&self, key: &str) -> Option<&str> {
-        self.attributes.get(key).and_then(Value::as_str)
+        self.get(key).and_then(AttrValue::as_str)
     }
 
     /// An integer attribute, if present.
     pub fn get_i64(&self, key: &str) -> Option<i64> {
-        self.attributes.get(key).and_then(Value::as_i64)
+        self.get(key).and_then(AttrValue::as_i64)
+    }
+
+    /// A non-negative integer attribute, if present.
+    pub fn get_u64(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(AttrValue::as_u64)
     }
 
     /// A boolean attribute, if present.
     pub fn get_bool(&self, key: &str) -> Option<bool> {
-        self.attributes.get(key).and_then(Value::as_bool)
+        self.get(key).and_then(AttrValue::as_bool)
     }
 
     /// Every attribute, in key order (the order of the JSONL record).
-    pub fn attributes(&self) -> &Map<String, Value> {
-        &self.attributes
+    pub fn attributes(&self) -> impl ExactSizeIterator<Item = (&str, &AttrValue)> {
+        self.attrs.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
-    /// The record of this event, as the OTel path would carry it: attribute
-    /// values as they come back from OTel `AnyValue`s (a nested null is an
-    /// empty string, an integer beyond `i64` a double), timestamps before
-    /// the epoch at 0.
-    fn to_log_record(&self) -> LogRecord {
+    /// The attributes as a JSON object.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_json()))
+            .collect()
+    }
+
+    /// The record line of this event and its newline, appended to `out`:
+    /// the bytes [`JsonlProcessor`] writes for the record the OTel path
+    /// carries (attribute values as they come back from OTel `AnyValue`s: a
+    /// nested null is an empty string, an integer beyond `i64` a double;
+    /// timestamps before the epoch at 0), scrubbed and bounded as
+    /// `sec_audit_core::record::project_attributes` does it — each
+    /// attribute once, strings borrowed.
+    fn write_json_line(&self, scrubber: &Scrubber, bounds: &RecordBounds, out: &mut Vec<u8>) {
         let ts = self.timestamp_ns.max(0);
-        LogRecord {
+        let head = RecordHead {
             timestamp_ns: ts,
             observed_timestamp_ns: ts,
             severity: self.event_type.severity(),
-            body: self.event_type.as_str().to_string(),
-            service_name: SERVICE_NAME.into(),
-            scope_name: SCOPE_NAME.into(),
-            scope_version: env!("CARGO_PKG_VERSION").into(),
-            attributes: self
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.clone(), as_otel(v)))
-                .collect(),
+            body: self.event_type.as_str(),
+            service_name: SERVICE_NAME,
+            scope_name: SCOPE_NAME,
+            scope_version: env!("CARGO_PKG_VERSION"),
             trace_id: None,
             span_id: None,
+        };
+        let schema_version = self.get_str(keys::SCHEMA_VERSION);
+        let present = self.attrs.iter().filter(|(_, v)| !v.is_empty());
+        let n = present.clone().count();
+        // Over the attribute bound: `event_type` and `schema_version`
+        // always stay, then the others in key order.
+        let reserved = self
+            .attrs
+            .iter()
+            .filter(|(k, v)| is_reserved(k) && !v.is_empty())
+            .count();
+        let mut others = 0usize;
+        let projected: Vec<(&str, Projected<'_>)> = present
+            .filter(|(k, _)| {
+                n <= bounds.max_attributes || is_reserved(k) || {
+                    others += 1;
+                    others + reserved <= bounds.max_attributes
+                }
+            })
+            .map(|(k, v)| (k.as_ref(), project(k, v, scrubber, bounds)))
+            .collect();
+        head.write_line(&ProjectedAttrs(&projected), schema_version, bounds, out);
+    }
+}
+
+fn is_reserved(key: &str) -> bool {
+    key == keys::EVENT_TYPE || key == keys::SCHEMA_VERSION
+}
+
+/// One attribute value as the record carries it: scrubbed and bounded.
+enum Projected<'a> {
+    Str(&'a str),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Json(Value),
+}
+
+/// A value scrubbed (the key's value redacted when the key is sensitive,
+/// a string when it matches a value pattern, recursively) and bounded, as
+/// it comes back from OTel.
+fn project<'a>(
+    key: &str,
+    v: &'a AttrValue,
+    scrubber: &Scrubber,
+    bounds: &RecordBounds,
+) -> Projected<'a> {
+    let exempt = sec_audit_core::record::EXEMPT_ATTRIBUTES.contains(&key);
+    if !exempt && scrubber.is_sensitive_key(key) {
+        return Projected::Str(cut_str(REDACTED, bounds.max_string_chars));
+    }
+    match v {
+        AttrValue::Str(s) if !exempt && scrubber.value_matches(s) => {
+            Projected::Str(cut_str(REDACTED, bounds.max_string_chars))
         }
+        AttrValue::Str(s) => Projected::Str(cut_str(s, bounds.max_string_chars)),
+        AttrValue::I64(i) => Projected::I64(*i),
+        AttrValue::U64(u) => Projected::F64(*u as f64),
+        AttrValue::F64(f) => Projected::F64(*f),
+        AttrValue::Bool(b) => Projected::Bool(*b),
+        AttrValue::Json(j) => {
+            let mut j = as_otel(j);
+            if !exempt {
+                scrubber.scrub_value(&mut j);
+            }
+            bound_attribute_value(&mut j, bounds);
+            Projected::Json(j)
+        }
+    }
+}
+
+struct ProjectedAttrs<'a>(&'a [(&'a str, Projected<'a>)]);
+
+impl serde::Serialize for ProjectedAttrs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            match v {
+                Projected::Str(x) => m.serialize_entry(k, x)?,
+                Projected::I64(x) => m.serialize_entry(k, x)?,
+                Projected::F64(x) => m.serialize_entry(k, x)?,
+                Projected::Bool(x) => m.serialize_entry(k, x)?,
+                Projected::Json(x) => m.serialize_entry(k, x)?,
+            }
+        }
+        m.end()
     }
 }
 
@@ -243,10 +541,9 @@ impl JsonlWriter {
     }
 
     fn write(&self, event: &EnforcementEvent) {
-        let record = event.to_log_record();
         let mut state = self.state.lock();
         let st = &mut *state;
-        record.write_json_line(&self.scrubber, &self.bounds, &mut st.buf);
+        event.write_json_line(&self.scrubber, &self.bounds, &mut st.buf);
         if !self.buffered.load(Ordering::Relaxed) || st.buf.len() >= BUFFER_BYTES {
             Self::drain(st);
         }
@@ -401,6 +698,22 @@ fn json_to_any(v: &Value) -> AnyValue {
                 .map(|(k, v)| (Key::new(k.clone()), json_to_any(v)))
                 .collect(),
         )),
+    }
+}
+
+/// An attribute value as an OTel `AnyValue`: the one `json_to_any` makes
+/// of its JSON form.
+fn attr_to_any(v: &AttrValue) -> AnyValue {
+    match v {
+        AttrValue::Str(s) => AnyValue::String(match s {
+            Cow::Borrowed(s) => (*s).into(),
+            Cow::Owned(s) => s.clone().into(),
+        }),
+        AttrValue::I64(i) => AnyValue::Int(*i),
+        AttrValue::U64(u) => AnyValue::Double(*u as f64),
+        AttrValue::F64(f) => AnyValue::Double(*f),
+        AttrValue::Bool(b) => AnyValue::Boolean(*b),
+        AttrValue::Json(j) => json_to_any(j),
     }
 }
 
@@ -600,12 +913,13 @@ impl EventEmitter {
     /// record is written, then subscribers are called.
     pub fn emit(&self, mut event: EnforcementEvent) {
         let ty = event.event_type;
-        event
-            .attributes
-            .insert(keys::EVENT_TYPE.into(), Value::String(ty.as_str().into()));
-        event.attributes.insert(
-            keys::SCHEMA_VERSION.into(),
-            Value::String(self.schema_version.clone()),
+        event.set(
+            Cow::Borrowed(keys::EVENT_TYPE),
+            AttrValue::Str(Cow::Borrowed(ty.as_str())),
+        );
+        event.set(
+            Cow::Borrowed(keys::SCHEMA_VERSION),
+            AttrValue::Str(Cow::Owned(self.schema_version.clone())),
         );
         let written = catch_unwind(AssertUnwindSafe(|| {
             if let Some(w) = &self.jsonl {
@@ -685,12 +999,13 @@ fn emit_otel(logger: &SdkLogger, event: &EnforcementEvent) {
         Severity::Error => OtelSeverity::Error,
     });
     record.set_body(AnyValue::String(ty.as_str().into()));
-    record.add_attributes(
-        event
-            .attributes
-            .iter()
-            .map(|(k, v)| (Key::new(k.clone()), json_to_any(v))),
-    );
+    record.add_attributes(event.attrs.iter().map(|(k, v)| {
+        let key = match k {
+            Cow::Borrowed(k) => Key::from_static_str(k),
+            Cow::Owned(k) => Key::new(k.clone()),
+        };
+        (key, attr_to_any(v))
+    }));
     logger.emit(record);
 }
 
@@ -788,12 +1103,12 @@ mod tests {
         }
         let mut many = EnforcementEvent::new(EventType::Alert, -5);
         for i in 0..200 {
-            many = many.attr(&format!("a{i:03}"), i);
+            many = many.attr(format!("a{i:03}"), i);
         }
         events.push(many);
         let mut huge = EnforcementEvent::new(EventType::Blocked, 7);
         for i in 0..100 {
-            huge = huge.attr(&format!("h{i:03}"), "x".repeat(4000));
+            huge = huge.attr(format!("h{i:03}"), "x".repeat(4000));
         }
         events.push(huge);
         events
@@ -841,6 +1156,184 @@ mod tests {
         assert!(old.contains("[REDACTED]") && old.contains(MALFORMED));
     }
     const MALFORMED: &str = sec_audit_core::record::MALFORMED_RECORD;
+
+    /// The event as it was: a JSON map, `attr` leaving null and empty
+    /// strings out, `Map::insert` for the rest (last write wins).
+    fn legacy_attr(m: &mut Map<String, Value>, key: &str, value: impl Into<Value>) {
+        let value = value.into();
+        let empty =
+            matches!(&value, Value::Null) || matches!(&value, Value::String(s) if s.is_empty());
+        if !empty {
+            m.insert(key.to_string(), value);
+        }
+    }
+
+    /// The line the map-based event wrote: its record as the OTel path
+    /// carries it, through `LogRecord::write_json_line`.
+    fn legacy_line(
+        ty: EventType,
+        ts: i64,
+        attrs: &Map<String, Value>,
+        scrubber: &Scrubber,
+        bounds: &RecordBounds,
+    ) -> Vec<u8> {
+        let ts = ts.max(0);
+        let record = LogRecord {
+            timestamp_ns: ts,
+            observed_timestamp_ns: ts,
+            severity: ty.severity(),
+            body: ty.as_str().to_string(),
+            service_name: SERVICE_NAME.into(),
+            scope_name: SCOPE_NAME.into(),
+            scope_version: env!("CARGO_PKG_VERSION").into(),
+            attributes: attrs.iter().map(|(k, v)| (k.clone(), as_otel(v))).collect(),
+            trace_id: None,
+            span_id: None,
+        };
+        let mut out = Vec::new();
+        record.write_json_line(scrubber, bounds, &mut out);
+        out
+    }
+
+    #[test]
+    fn typed_event_writes_exactly_what_the_map_it_replaces_wrote() {
+        macro_rules! both {
+            ($e:ident, $m:ident, $k:expr, $v:expr) => {{
+                let k: String = $k.to_string();
+                $e = $e.attr(k.clone(), $v);
+                legacy_attr(&mut $m, &k, $v);
+            }};
+        }
+        let mut deep = serde_json::json!("leaf");
+        for _ in 0..12 {
+            deep = serde_json::json!({ "k": deep, "token": "t0ps3cret", "n": null, "u": u64::MAX });
+        }
+        let mut cases: Vec<(EnforcementEvent, Map<String, Value>, &str)> = Vec::new();
+        for (i, ty) in EventType::ALL.into_iter().enumerate() {
+            let ts = 1_780_000_000_023_000_000 + i as i64;
+            let mut e = EnforcementEvent::new(ty, ts);
+            let mut m = Map::new();
+            // Out of key order, with duplicates and empties.
+            both!(e, m, keys::SCOPE_VALUE, "203.0.113.9");
+            both!(e, m, keys::RULE_NAME, "first");
+            both!(e, m, keys::RULE_NAME, "brute_force_login");
+            both!(e, m, keys::RULE_NAME, "");
+            both!(e, m, keys::RULE_NAME, Value::Null);
+            both!(e, m, keys::TTL, 300);
+            both!(e, m, keys::TTL, 301u64);
+            both!(e, m, keys::OFFENSE, 3u8);
+            both!(e, m, keys::STATUS_CODE, 429u16);
+            both!(e, m, keys::SAFELISTED, true);
+            both!(e, m, keys::SAFELISTED, false);
+            both!(e, m, keys::USER_ID, "");
+            both!(e, m, keys::USER_ID, "alice");
+            both!(e, m, keys::SCOPE_TYPE, "ip");
+            both!(e, m, keys::SCOPE_TYPE, 7);
+            both!(e, m, keys::SESSION_ID, "Bearer abc.def");
+            both!(
+                e,
+                m,
+                keys::REASON,
+                "quote \" backslash \\ nl \n ctl \u{1} é 😀"
+            );
+            both!(e, m, "sessionid", "raw-cookie");
+            both!(e, m, "password", 5);
+            both!(e, m, "api_key", serde_json::json!({"a": 1}));
+            both!(e, m, "note", "Bearer abc.def.ghi");
+            both!(e, m, "f", 1.5);
+            both!(e, m, "whole_f", 2.0);
+            both!(e, m, "neg_zero", -0.0);
+            both!(e, m, "huge_f", 1e300);
+            both!(e, m, "nan", f64::NAN);
+            both!(e, m, "inf", f64::INFINITY);
+            both!(e, m, "neg", -7);
+            both!(e, m, "min", i64::MIN);
+            both!(e, m, "max", i64::MAX);
+            both!(e, m, "big", u64::MAX);
+            both!(e, m, "big_json", serde_json::json!(u64::MAX));
+            both!(e, m, "float_json", serde_json::json!(3.0));
+            both!(e, m, "str_json", serde_json::json!("as json"));
+            both!(e, m, "empty_json", serde_json::json!(""));
+            both!(e, m, "null_json", serde_json::json!(null));
+            both!(e, m, "empty_list", serde_json::json!([]));
+            both!(e, m, "empty_obj", serde_json::json!({}));
+            both!(e, m, "long", "é".repeat(5000));
+            both!(e, m, "deep", deep.clone());
+            both!(e, m, "list", (0..300).collect::<Vec<i32>>());
+            both!(e, m, "nulls", serde_json::json!([null, {"a": null}, ""]));
+            both!(e, m, "ünï.cødé", "x");
+            both!(e, m, "Z", "upper sorts first");
+            both!(e, m, "", "empty key");
+            cases.push((e, m, "1.0"));
+        }
+        // Empty schema version (set as `emit` sets it: kept in the event,
+        // left out of the record, named by a malformed replacement).
+        let mut e = EnforcementEvent::new(EventType::Blocked, -5);
+        let mut m = Map::new();
+        for i in (0..200).rev() {
+            both!(e, m, format!("a{i:03}"), i);
+        }
+        cases.push((e, m, ""));
+        let mut e = EnforcementEvent::new(EventType::Blocked, 7);
+        let mut m = Map::new();
+        for i in 0..100 {
+            both!(e, m, format!("h{i:03}"), "x".repeat(4000));
+        }
+        cases.push((e.clone(), m.clone(), "2.0"));
+        cases.push((e, m, ""));
+        cases.push((
+            EnforcementEvent::new(EventType::Alert, 0),
+            Map::new(),
+            "1.0",
+        ));
+
+        let bounds = [
+            RecordBounds::default(),
+            RecordBounds {
+                max_depth: 2,
+                max_entries: 3,
+                max_string_chars: 5,
+                max_attributes: 4,
+                max_record_bytes: 2048,
+            },
+        ];
+        for (mut e, mut m, version) in cases {
+            // What `emit` adds, both ways.
+            let ty = e.event_type;
+            e.set(
+                Cow::Borrowed(keys::EVENT_TYPE),
+                AttrValue::Str(Cow::Borrowed(ty.as_str())),
+            );
+            e.set(
+                Cow::Borrowed(keys::SCHEMA_VERSION),
+                AttrValue::from(version),
+            );
+            m.insert(keys::EVENT_TYPE.into(), Value::from(ty.as_str()));
+            m.insert(keys::SCHEMA_VERSION.into(), Value::from(version));
+            assert_eq!(e.to_map(), m);
+            assert_eq!(e.attributes().len(), m.len());
+            for ((k, v), (mk, mv)) in e.attributes().zip(&m) {
+                assert_eq!(k, mk.as_str());
+                assert_eq!(&v.to_json(), mv);
+                assert_eq!(e.get_str(k), mv.as_str());
+                assert_eq!(e.get_i64(k), mv.as_i64());
+                assert_eq!(e.get_u64(k), mv.as_u64());
+                assert_eq!(e.get_bool(k), mv.as_bool());
+            }
+            assert_eq!(e.get("missing"), None);
+            for s in [scrubber(), Scrubber::default()] {
+                for b in &bounds {
+                    let want = legacy_line(e.event_type, e.timestamp_ns, &m, &s, b);
+                    let mut got = Vec::new();
+                    e.write_json_line(&s, b, &mut got);
+                    assert_eq!(
+                        String::from_utf8(got).unwrap(),
+                        String::from_utf8(want).unwrap()
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn buffered_sink_holds_records_briefly_and_loses_none() {

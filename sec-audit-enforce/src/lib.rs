@@ -28,7 +28,7 @@ pub use config::{
 pub use egress_queue::{EgressQueue, EgressQueueStats, QueueFull};
 pub use enforcer::{Applied, Enforcer};
 pub use escalation::{Escalation, Offense};
-pub use events::{EnforcementEvent, EventEmitter, EventType, Sink};
+pub use events::{AttrKey, AttrValue, EnforcementEvent, EventEmitter, EventType, Sink};
 pub use failure_coalescer::{FailureReporter, FailureStats, FAILURE_COUNT_ATTR};
 pub use request::{DenyReason, IngressDecision, RequestView};
 pub use runtime::{BlockApiError, BuildError, ManualBlock, Runtime, RuntimeBuilder};

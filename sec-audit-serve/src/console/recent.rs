@@ -106,8 +106,7 @@ fn minute_of(secs: f64) -> i64 {
 }
 
 /// Scrubs and bounds a record's attributes for the ring.
-fn bounded(attrs: &Map<String, Value>, scrubber: &Scrubber) -> Map<String, Value> {
-    let mut attrs = attrs.clone();
+fn bounded(mut attrs: Map<String, Value>, scrubber: &Scrubber) -> Map<String, Value> {
     project_attributes(&mut attrs, scrubber, &BOUNDS);
     let size = serde_json::to_string(&attrs).map_or(usize::MAX, |s| s.len());
     if size <= MAX_RECORD_JSON {
@@ -160,7 +159,7 @@ impl Recent {
 
     /// Keeps one record (counted in the minute of the runtime's clock now).
     pub fn record(&self, e: &EnforcementEvent) {
-        let attributes = bounded(&e.attributes, &self.scrubber);
+        let attributes = bounded(e.to_map(), &self.scrubber);
         let minute = minute_of(self.clock.now());
         let mut inner = self.lock();
         let seq = inner.next_seq;
@@ -279,7 +278,7 @@ mod tests {
         let r = Recent::new(clock, Scrubber::default());
         let mut e = event(EventType::Alert).attr("password", "hunter2");
         for i in 0..40 {
-            e = e.attr(&format!("big.{i}"), "x".repeat(2000));
+            e = e.attr(format!("big.{i}"), "x".repeat(2000));
         }
         r.record(&e);
         let rec = &r.records()[0];
