@@ -612,7 +612,11 @@ mod tests {
         for k in ["a", "f", "s", "recorded_at", "zzz", "b"] {
             e.insert(k, json!(k));
             assert_eq!(e.event_type(), Some("t"), "{k}");
-            assert_eq!(e.rule_attrs("r"), Some(&obj(json!({"k": 1}))), "{k}");
+            assert_eq!(
+                e.rule_attrs("r"),
+                Some(&RuleAttrs::from_map(obj(json!({"k": 1})))),
+                "{k}"
+            );
         }
         e.insert(RECORDED_AT, json!(3.5));
         assert_eq!(e.recorded_at(), 3.5);
