@@ -8,6 +8,7 @@
 //! ```
 //!
 //! Workloads: `egress` (all quickstart built-ins, `Engine::evaluate`),
+//! `rule:NAME` (one quickstart built-in alone, `Engine::evaluate`),
 //! `handle` (`Runtime::handle_event`), `ingress` (memory store, clean
 //! request; `ingress_safelist` the same with a safelist of 1 000 networks
 //! and 100 users and sessions), `replay` (the replay pipeline), `plugin` / `native` (the
@@ -92,6 +93,25 @@ fn main() {
             };
             for _ in 0..n * passes {
                 std::hint::black_box(rt.ingress_check(&req));
+            }
+        }
+        w if w.starts_with("rule:") => {
+            // One quickstart built-in alone (as the egress bench's per-rule rows).
+            let name = &w["rule:".len()..];
+            let (_, rule, table) = quickstart_rules()
+                .into_iter()
+                .find(|(n, _, _)| n == name)
+                .expect("a quickstart built-in of that name");
+            let engine = Engine::builder()
+                .clock(clock.clone())
+                .rule_with_config(rule, table)
+                .build()
+                .expect("engine");
+            for pass in 0..passes as i64 {
+                for e in &stream {
+                    clock.set_ns(e.timestamp_ns + pass * 86_400_000_000_000);
+                    std::hint::black_box(engine.evaluate(&e.event, false).ok());
+                }
             }
         }
         "replay" => {

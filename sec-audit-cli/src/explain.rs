@@ -387,6 +387,29 @@ impl HistoryStore for RecordingHistory {
             )
         });
     }
+    fn visit_all(
+        &self,
+        key: &ScopeKey,
+        since: f64,
+        event_types: Option<&[String]>,
+        limit: usize,
+        f: &mut dyn FnMut(&mut dyn Iterator<Item = &HistoryRow>),
+    ) {
+        let mut n = 0usize;
+        self.inner
+            .visit_all(key, since, event_types, limit, &mut |rows| {
+                let mut counted = rows.inspect(|_| n += 1);
+                f(&mut counted);
+                // Rows `f` left unread count too.
+                counted.for_each(|_| ());
+            });
+        lock(&self.trace).access(|| {
+            format!(
+                "history {key}: {n} row(s) ({}, newer than {since:.3}, at most {limit})",
+                types_of(event_types)
+            )
+        });
+    }
     fn answers_locally(&self) -> bool {
         self.inner.answers_locally()
     }

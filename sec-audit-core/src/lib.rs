@@ -21,7 +21,7 @@ pub use attributes::{Attributes, Known};
 pub use client_ip::{ClientIpResolver, TrustedProxyError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{parse_line, AuditEvent, EventError, ParsedLine};
-pub use history_entry::HistoryEntry;
+pub use history_entry::{HistoryEntry, RowRuleAttrs, RuleAttrs};
 pub use record::{LogRecord, RecordBounds, RecordHead, RecordWriter, Severity};
 pub use scope_key::ScopeKey;
 pub use scrub::{ScrubError, Scrubber, REDACTED};

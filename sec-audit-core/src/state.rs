@@ -92,6 +92,22 @@ pub trait HistoryStore: Send + Sync {
         }
     }
 
+    /// Calls `f` once with the rows [`HistoryStore::query`] would return,
+    /// in the same order, all borrowed at once (so that `f` may keep
+    /// references into several rows while it runs). A store may call `f`
+    /// while holding a lock: `f` must not use the store.
+    fn visit_all(
+        &self,
+        key: &ScopeKey,
+        since: f64,
+        event_types: Option<&[String]>,
+        limit: usize,
+        f: &mut dyn FnMut(&mut dyn Iterator<Item = &HistoryRow>),
+    ) {
+        let rows = self.query(key, since, event_types, limit);
+        f(&mut rows.iter());
+    }
+
     /// True when every call answers from process memory, without I/O (an
     /// async caller may then call it inline instead of off its executor).
     fn answers_locally(&self) -> bool {

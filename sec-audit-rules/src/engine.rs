@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use sec_audit_core::log_coalesce::{log_coalesced, Level};
 use sec_audit_core::{AuditEvent, Clock, Scrubber, SystemClock};
-use serde_json::{Map, Value};
 
 use crate::config::RuleConfig;
 use crate::history::HistoryReader;
@@ -17,7 +16,7 @@ use crate::rule::{HistoryContext, Match, Rule, RuleContext, RuleError};
 use crate::scope::{ScopeKey, ScopeRegistry};
 use crate::state::{Counters, HistoryRetention, HistoryStore, MemoryCounters, MemoryHistory};
 use crate::summary::{build_entry_with, SummaryScrub};
-use sec_audit_core::history_entry::{HistoryEntry, RULE_ATTRS};
+use sec_audit_core::history_entry::{HistoryEntry, RowRuleAttrs, RuleAttrs};
 
 /// Event-type prefixes the engine never evaluates: enforcement can never
 /// trigger itself.
@@ -120,6 +119,8 @@ impl Default for EngineOptions {
 struct Registered {
     rule: Arc<dyn Rule>,
     name: String,
+    /// `name`, shared by the rows that keep this rule's attributes.
+    shared_name: Arc<str>,
     event_types: Vec<String>,
     safe_for_enforcement: bool,
     config: RuleConfig,
@@ -249,6 +250,7 @@ impl EngineBuilder {
                 event_types: rule.event_types().to_vec(),
                 safe_for_enforcement: rule.safe_for_enforcement(),
                 rule,
+                shared_name: Arc::from(name.as_str()),
                 name,
                 config,
             });
@@ -427,7 +429,7 @@ impl Engine {
             o.pass_started(event, enforcement_only);
         }
         let mut matches = Vec::new();
-        let mut rule_attrs: Option<Map<String, Value>> = None;
+        let mut rule_attrs: Vec<(Arc<str>, RuleAttrs)> = Vec::new();
         for r in &self.rules {
             if enforcement_only && !r.safe_for_enforcement {
                 if let Some(o) = observer {
@@ -494,9 +496,7 @@ impl Engine {
             if record {
                 match catch_unwind(AssertUnwindSafe(|| r.rule.history_attributes(event, &ctx))) {
                     Ok(Ok(Some(attrs))) => {
-                        rule_attrs
-                            .get_or_insert_with(Map::new)
-                            .insert(r.name.clone(), Value::Object(attrs));
+                        rule_attrs.push((Arc::clone(&r.shared_name), RuleAttrs::from_map(attrs)));
                     }
                     Ok(Ok(None)) => {}
                     Ok(Err(e)) => {
@@ -528,14 +528,14 @@ impl Engine {
     fn append(
         &self,
         summary: &mut HistoryEntry,
-        rule_attrs: Option<Map<String, Value>>,
+        rule_attrs: Vec<(Arc<str>, RuleAttrs)>,
         now: f64,
         keys: &[ScopeKey],
         retention: &HistoryRetention,
     ) {
         summary.set_recorded_at(now);
-        if let Some(attrs) = rule_attrs {
-            summary.insert(RULE_ATTRS, Value::Object(attrs));
+        if !rule_attrs.is_empty() {
+            summary.set_rule_attrs(RowRuleAttrs::from_rules(rule_attrs));
         }
         let row = Arc::new(std::mem::take(summary));
         self.history.append(keys, now, row, retention);

@@ -139,6 +139,32 @@ impl<'a> HistoryReader<'a> {
         }
     }
 
+    /// Calls `f` once with the rows [`HistoryReader::events`] would
+    /// return, in the same order, all borrowed at once (the memory store
+    /// hands its rows over in place). `f` must not read history itself.
+    pub fn visit_all(
+        &self,
+        scope: &str,
+        q: &HistoryQuery<'_>,
+        f: &mut dyn FnMut(&mut dyn Iterator<Item = &HistoryRow>),
+    ) -> Result<(), RuleError> {
+        let (Some((since, types, limit)), Some(store)) = (self.plan(scope, q)?, self.store) else {
+            f(&mut std::iter::empty());
+            return Ok(());
+        };
+        let mut keys = self.keys.iter().filter(|k| k.scope() == scope);
+        match (keys.next(), keys.next()) {
+            (None, _) => f(&mut std::iter::empty()),
+            (Some(key), None) => store.visit_all(key, since, types.as_deref(), limit, f),
+            // Several keys of the scope: rows are merged by time first.
+            (Some(_), Some(_)) => {
+                let rows = self.events(scope, q)?;
+                f(&mut rows.iter());
+            }
+        }
+        Ok(())
+    }
+
     /// The number of rows [`HistoryReader::events`] would return.
     pub fn count(&self, scope: &str, q: &HistoryQuery<'_>) -> Result<usize, RuleError> {
         self.events(scope, q).map(|r| r.len())

@@ -323,6 +323,22 @@ impl HistoryStore for MemoryHistory {
             }
         }
     }
+
+    fn visit_all(
+        &self,
+        key: &ScopeKey,
+        since: f64,
+        event_types: Option<&[String]>,
+        limit: usize,
+        f: &mut dyn FnMut(&mut dyn Iterator<Item = &HistoryRow>),
+    ) {
+        let k = key.as_str();
+        let map = self.shards[shard_of(&self.hasher, k)].lock();
+        match map.get(k) {
+            Some(h) => f(&mut h.matching(since, event_types, limit)),
+            None => f(&mut std::iter::empty()),
+        }
+    }
 }
 
 #[cfg(test)]

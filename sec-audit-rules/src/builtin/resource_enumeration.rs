@@ -6,10 +6,8 @@
 //! counts distinct concrete paths under the same route per IP.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
-use std::sync::Arc;
 
-use sec_audit_core::AuditEvent;
+use sec_audit_core::{AuditEvent, RuleAttrs};
 use serde_json::{Map, Value};
 
 use serde::Deserialize;
@@ -85,13 +83,98 @@ impl FromParams for ResourceEnumeration {
     }
 }
 
-/// The route template (`route_pattern`, else `route`) and the concrete
-/// path, when the event has both.
 /// This rule's attributes in a history row.
-fn attrs_of<'r>(row: &'r HistoryRow, name: &str) -> Option<&'r Map<String, Value>> {
+#[inline]
+fn attrs_of<'r>(row: &'r HistoryRow, name: &str) -> Option<&'r RuleAttrs> {
     row.rule_attrs(name)
 }
 
+/// The number of distinct paths among `path` and the non-empty paths of
+/// `rows` (this rule's rows, `name`, on `route`); `None` when it is known
+/// to be below `threshold` without counting (fewer candidates than that).
+fn distinct_paths<'r>(
+    rows: impl Iterator<Item = &'r HistoryRow>,
+    name: &str,
+    route: &str,
+    path: &str,
+    threshold: f64,
+) -> Option<usize> {
+    let mut paths: Vec<&'r str> = Vec::new();
+    for row in rows {
+        if let Some(a) = attrs_of(row, name) {
+            if a.get_str("route") == Some(route) {
+                if let Some(p) = a.get_str("path").filter(|p| !p.is_empty()) {
+                    paths.push(p);
+                }
+            }
+        }
+    }
+    // At most one distinct path per row, and the event's own.
+    if ((paths.len() + 1) as f64) < threshold {
+        return None;
+    }
+    Some(count_distinct(path, &paths))
+}
+
+/// The number of distinct texts among `first` and `rest`: a small
+/// open-addressing set of indexes into them (no copy, no SipHash).
+fn count_distinct(first: &str, rest: &[&str]) -> usize {
+    if rest.is_empty() {
+        return 1;
+    }
+    let n = rest.len() + 1;
+    // A power of two at least twice `n`: probes stay short.
+    let bits = (2 * n).next_power_of_two().trailing_zeros().max(4);
+    let mask = (1usize << bits) - 1;
+    // Each slot: 0 empty, else the text's index + 1 in the low 32 bits
+    // and the top 32 bits of its hash above them.
+    let mut slots: Vec<u64> = vec![0; mask + 1];
+    let text = |i: usize| if i == 0 { first } else { rest[i - 1] };
+    let mut distinct = 0usize;
+    for i in 0..n {
+        let t = text(i);
+        let h = text_hash(t.as_bytes());
+        let tag = h >> 32;
+        let mut at = (h >> (64 - bits)) as usize;
+        loop {
+            let s = slots[at];
+            if s == 0 {
+                slots[at] = (tag << 32) | (i as u64 + 1);
+                distinct += 1;
+                break;
+            }
+            if s >> 32 == tag && text(((s & 0xffff_ffff) - 1) as usize) == t {
+                break;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+    distinct
+}
+
+/// A fast hash of a short text (FxHash's step over 8-byte words, its
+/// length mixed in; not for adversarial input: collisions only cost
+/// probes, never a wrong count).
+fn text_hash(b: &[u8]) -> u64 {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+    let mut h = (b.len() as u64).wrapping_mul(K);
+    let mut words = b.chunks_exact(8);
+    for w in &mut words {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(w);
+        h = (h.rotate_left(26) ^ u64::from_le_bytes(x)).wrapping_mul(K);
+    }
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        let mut x = [0u8; 8];
+        x[..tail.len()].copy_from_slice(tail);
+        h = (h.rotate_left(26) ^ u64::from_le_bytes(x)).wrapping_mul(K);
+    }
+    h ^ (h >> 29)
+}
+
+/// The route template (`route_pattern`, else `route`) and the concrete
+/// path, when the event has both.
 fn route_and_path(event: &AuditEvent) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
     let mut route = event.text("route_pattern");
     if route.is_empty() {
@@ -143,33 +226,17 @@ impl Rule for ResourceEnumeration {
         let Some((route, path)) = route_and_path(event) else {
             return Ok(None);
         };
-        // Earlier rows of this rule on this route from this IP; the others
-        // are looked at in place, not copied.
-        let mut mine: Vec<HistoryRow> = Vec::new();
+        // Earlier rows of this rule on this route from this IP, looked at
+        // in place (all at once: their paths are counted without copies).
         let name = self.common.name.as_str();
+        let mut count = None;
         ctx.history
-            .visit("ip", &HistoryQuery::default(), &mut |row| {
-                if attrs_of(row, name)
-                    .is_some_and(|a| a.get("route").and_then(Value::as_str) == Some(route.as_ref()))
-                {
-                    mine.push(Arc::clone(row));
-                }
+            .visit_all("ip", &HistoryQuery::default(), &mut |rows| {
+                count = distinct_paths(rows, name, &route, &path, self.threshold);
             })?;
-        let mut distinct: HashSet<&str> = HashSet::with_capacity(mine.len() + 1);
-        distinct.insert(path.as_ref());
-        for row in &mine {
-            if let Some(p) = attrs_of(row, name)
-                .and_then(|a| a.get("path"))
-                .and_then(Value::as_str)
-                .filter(|p| !p.is_empty())
-            {
-                distinct.insert(p);
-            }
-        }
-        let count = distinct.len();
-        if (count as f64) < self.threshold {
+        let Some(count) = count.filter(|c| (*c as f64) >= self.threshold) else {
             return Ok(None);
-        }
+        };
         let mut meta = Map::new();
         meta.insert("distinct_paths".into(), Value::from(count));
         meta.insert("route".into(), Value::String(route.into_owned()));
