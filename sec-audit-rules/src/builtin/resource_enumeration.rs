@@ -116,61 +116,20 @@ fn distinct_paths<'r>(
     Some(count_distinct(path, &paths))
 }
 
-/// The number of distinct texts among `first` and `rest`: a small
-/// open-addressing set of indexes into them (no copy, no SipHash).
-fn count_distinct(first: &str, rest: &[&str]) -> usize {
+/// The number of distinct texts among `first` and `rest`, by sorting
+/// references to them (no copy; paths are attacker-chosen, so no hash
+/// whose collisions could be crafted: at most `n log n` comparisons for the
+/// at most 1 000 rows a read returns).
+fn count_distinct<'a>(first: &'a str, rest: &[&'a str]) -> usize {
     if rest.is_empty() {
         return 1;
     }
-    let n = rest.len() + 1;
-    // A power of two at least twice `n`: probes stay short.
-    let bits = (2 * n).next_power_of_two().trailing_zeros().max(4);
-    let mask = (1usize << bits) - 1;
-    // Each slot: 0 empty, else the text's index + 1 in the low 32 bits
-    // and the top 32 bits of its hash above them.
-    let mut slots: Vec<u64> = vec![0; mask + 1];
-    let text = |i: usize| if i == 0 { first } else { rest[i - 1] };
-    let mut distinct = 0usize;
-    for i in 0..n {
-        let t = text(i);
-        let h = text_hash(t.as_bytes());
-        let tag = h >> 32;
-        let mut at = (h >> (64 - bits)) as usize;
-        loop {
-            let s = slots[at];
-            if s == 0 {
-                slots[at] = (tag << 32) | (i as u64 + 1);
-                distinct += 1;
-                break;
-            }
-            if s >> 32 == tag && text(((s & 0xffff_ffff) - 1) as usize) == t {
-                break;
-            }
-            at = (at + 1) & mask;
-        }
-    }
-    distinct
-}
-
-/// A fast hash of a short text (FxHash's step over 8-byte words, its
-/// length mixed in; not for adversarial input: collisions only cost
-/// probes, never a wrong count).
-fn text_hash(b: &[u8]) -> u64 {
-    const K: u64 = 0xf135_7aea_2e62_a9c5;
-    let mut h = (b.len() as u64).wrapping_mul(K);
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
-        let mut x = [0u8; 8];
-        x.copy_from_slice(w);
-        h = (h.rotate_left(26) ^ u64::from_le_bytes(x)).wrapping_mul(K);
-    }
-    let tail = words.remainder();
-    if !tail.is_empty() {
-        let mut x = [0u8; 8];
-        x[..tail.len()].copy_from_slice(tail);
-        h = (h.rotate_left(26) ^ u64::from_le_bytes(x)).wrapping_mul(K);
-    }
-    h ^ (h >> 29)
+    let mut all: Vec<&str> = Vec::with_capacity(rest.len() + 1);
+    all.push(first);
+    all.extend_from_slice(rest);
+    all.sort_unstable();
+    all.dedup();
+    all.len()
 }
 
 /// The route template (`route_pattern`, else `route`) and the concrete
@@ -392,6 +351,24 @@ mod tests {
             kit.eval(&hit("1.1.1.1", ROUTE, &account(5))).is_empty(),
             "everything older expired"
         );
+    }
+
+    #[test]
+    fn distinct_paths_are_counted_as_a_set_counts_them() {
+        use std::collections::HashSet;
+        let texts = ["/a/1", "/a/2", "", "/a/1", "é", "/a/2", "/a/10", "é", "/a/"];
+        for first in texts {
+            for len in 0..=texts.len() {
+                let rest = &texts[..len];
+                let set: HashSet<&str> =
+                    std::iter::once(first).chain(rest.iter().copied()).collect();
+                assert_eq!(
+                    super::count_distinct(first, rest),
+                    set.len(),
+                    "{first} {rest:?}"
+                );
+            }
+        }
     }
 
     #[test]
