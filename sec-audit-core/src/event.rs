@@ -32,6 +32,34 @@ const KNOWN_ALIASES: [(Known, Known); 5] = [
     (Known::HttpRouteName, Known::RouteName),
 ];
 
+/// The event types of the contract, interned: an event of one of these
+/// types carries its index ([`AuditEvent::event_type_id`]), so a consumer
+/// that resolved its own types once compares numbers, not strings. Sorted
+/// bytewise (a test checks it).
+pub const EVENT_TYPES: [&str; 13] = [
+    "audit.http.request.pre",
+    "auth.login.failed",
+    "auth.login.success",
+    "auth.logout.success",
+    "auth.logout.unknown",
+    "http.response.client_error",
+    "http.response.redirect",
+    "http.response.server_error",
+    "http.response.success",
+    "model.create",
+    "model.delete",
+    "model.update",
+    "model.view",
+];
+
+/// The index of `event_type` in [`EVENT_TYPES`].
+pub fn event_type_id(event_type: &str) -> Option<u16> {
+    EVENT_TYPES
+        .binary_search(&event_type)
+        .ok()
+        .and_then(|i| u16::try_from(i).ok())
+}
+
 /// Why an input line or attribute map is not an audit event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -72,6 +100,8 @@ impl EventError {
 pub struct AuditEvent {
     attributes: Attributes,
     slots: Slots,
+    /// The event type's index in [`EVENT_TYPES`].
+    event_type_id: Option<u16>,
 }
 
 /// The resolved fields, in [`Slots::texts`] order.
@@ -280,10 +310,10 @@ impl AuditEvent {
 
     /// [`AuditEvent::from_attributes`] from the compact form.
     pub fn from_compact(mut attributes: Attributes) -> Result<Self, EventError> {
-        match attributes.known(Known::EventType) {
-            Some(Value::String(s)) if !s.trim().is_empty() => {}
+        let event_type_id = match attributes.known(Known::EventType) {
+            Some(Value::String(s)) if !s.trim().is_empty() => event_type_id(s),
             _ => return Err(EventError::MissingEventType),
-        }
+        };
         for (otel, raw) in KNOWN_ALIASES {
             if is_empty_value(attributes.known(raw)) && !is_empty_value(attributes.known(otel)) {
                 if let Some(v) = attributes.known(otel).cloned() {
@@ -292,7 +322,11 @@ impl AuditEvent {
             }
         }
         let slots = Slots::resolve(&attributes);
-        Ok(AuditEvent { attributes, slots })
+        Ok(AuditEvent {
+            attributes,
+            slots,
+            event_type_id,
+        })
     }
 
     /// Builds an event of `event_type` from attributes; the `event_type`
@@ -310,6 +344,12 @@ impl AuditEvent {
             .known(Known::EventType)
             .and_then(Value::as_str)
             .unwrap_or("")
+    }
+
+    /// The event type interned: its index in [`EVENT_TYPES`], when it is
+    /// one of them.
+    pub fn event_type_id(&self) -> Option<u16> {
+        self.event_type_id
     }
 
     /// All attributes, aliases filled.
@@ -995,6 +1035,23 @@ mod tests {
                 assert_eq!(cached(&a.event), uncached(&b.event), "{line}");
             }
         }
+    }
+
+    #[test]
+    fn contract_event_types_are_interned() {
+        assert!(EVENT_TYPES.windows(2).all(|w| w[0] < w[1]));
+        for (i, t) in EVENT_TYPES.iter().enumerate() {
+            let e = ev(json!({ "event_type": t }));
+            assert_eq!(e.event_type_id(), Some(i as u16), "{t}");
+        }
+        assert_eq!(
+            ev(json!({"event_type": "custom.thing"})).event_type_id(),
+            None
+        );
+        assert_eq!(
+            ev(json!({"event_type": " model.update"})).event_type_id(),
+            None
+        );
     }
 
     #[test]

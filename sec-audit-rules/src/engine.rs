@@ -122,8 +122,27 @@ struct Registered {
     /// `name`, shared by the rows that keep this rule's attributes.
     shared_name: Arc<str>,
     event_types: Vec<String>,
+    /// `event_types` interned, when every one of them is a contract type
+    /// (then an event's type is matched by its id, not by text).
+    event_type_ids: Option<Vec<u16>>,
     safe_for_enforcement: bool,
     config: RuleConfig,
+}
+
+impl Registered {
+    /// Whether the rule evaluates events of `event`'s type.
+    fn takes(&self, event: &AuditEvent, event_type: &str) -> bool {
+        if self.event_types.is_empty() {
+            return true;
+        }
+        match (&self.event_type_ids, event.event_type_id()) {
+            // Both interned: equal ids are equal texts.
+            (Some(ids), Some(id)) => ids.contains(&id),
+            // An interned rule list and an event type outside the contract.
+            (Some(_), None) => false,
+            (None, _) => self.event_types.iter().any(|t| t == event_type),
+        }
+    }
 }
 
 /// Builds an [`Engine`]; memory stores and the system clock by default.
@@ -248,6 +267,11 @@ impl EngineBuilder {
             }
             registered.push(Registered {
                 event_types: rule.event_types().to_vec(),
+                event_type_ids: rule
+                    .event_types()
+                    .iter()
+                    .map(|t| sec_audit_core::event::event_type_id(t))
+                    .collect(),
                 safe_for_enforcement: rule.safe_for_enforcement(),
                 rule,
                 shared_name: Arc::from(name.as_str()),
@@ -437,7 +461,7 @@ impl Engine {
                 }
                 continue;
             }
-            if !r.event_types.is_empty() && !r.event_types.iter().any(|t| t == event_type) {
+            if !r.takes(event, event_type) {
                 if let Some(o) = observer {
                     o.rule_skipped(&r.name, SkipReason::EventType);
                 }

@@ -211,6 +211,42 @@ fn step3_filters_by_ingress_safety_and_event_types_in_registration_order() {
 }
 
 #[test]
+fn event_types_match_the_same_whether_interned_or_not() {
+    // Contract types only (matched by id), a custom type, and a mix.
+    let lists: [&[&str]; 4] = [
+        &["auth.login.failed", "model.update"],
+        &["custom.thing"],
+        &["custom.thing", "model.update"],
+        &[],
+    ];
+    let events = [
+        "auth.login.failed",
+        "model.update",
+        "model.create",
+        "custom.thing",
+        "custom.other",
+        "auth.login.failed ",
+    ];
+    let mut b = Engine::builder();
+    for (i, list) in lists.iter().enumerate() {
+        let mut p = Probe::new(&format!("p{i}"), Behavior::Match);
+        p.types = list.iter().map(|t| t.to_string()).collect();
+        b = b.rule(Arc::new(p));
+    }
+    let e = b.build().unwrap();
+    for t in events {
+        let want: Vec<String> = lists
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_empty() || l.contains(&t))
+            .map(|(i, _)| format!("p{i}"))
+            .collect();
+        let matches = e.evaluate(&ev(json!({ "event_type": t })), false).unwrap();
+        assert_eq!(names(&matches), want, "{t}");
+    }
+}
+
+#[test]
 fn step3_errors_panics_and_invalid_matches_are_isolated_and_counted() {
     let e = Engine::builder()
         .rule(Arc::new(Probe::new("err", Behavior::Error)))
