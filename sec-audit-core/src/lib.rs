@@ -17,7 +17,7 @@ pub mod scope_key;
 pub mod scrub;
 pub mod state;
 
-pub use attributes::{Attributes, Known};
+pub use attributes::{AttrKey, Attributes, Known};
 pub use client_ip::{ClientIpResolver, TrustedProxyError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{parse_line, AuditEvent, EventError, ParsedLine};

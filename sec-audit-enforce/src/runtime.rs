@@ -10,7 +10,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use regex::Regex;
-use sec_audit_core::{AuditEvent, ClientIpResolver, Clock, Scrubber, SystemClock};
+use sec_audit_core::{
+    AttrKey, Attributes, AuditEvent, ClientIpResolver, Clock, Known, Scrubber, SystemClock,
+};
 use sec_audit_rules::engine::INGRESS_EVENT_TYPE;
 use sec_audit_rules::{
     ActionPolicy, Engine, EngineOptions, Evaluation, EvaluationObserver, Rule, ScopeKey,
@@ -930,35 +932,101 @@ fn push_ip(out: &mut String, ip: std::net::IpAddr) {
     }
 }
 
-/// The synthetic `audit.http.request.pre` event of a request.
+/// The synthetic `audit.http.request.pre` event of a request, built
+/// straight into the event's compact attributes (known keys, in key order:
+/// no map, no key allocated).
 pub fn synthetic_event(
     request: &RequestView<'_>,
     ip: Option<&str>,
 ) -> Result<AuditEvent, sec_audit_core::EventError> {
-    let mut attrs = Map::new();
-    let mut put = |k: &str, v: Option<&str>| {
+    fn put(entries: &mut Vec<(AttrKey, Value)>, k: Known, v: Option<&str>) {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
-            attrs.insert(k.to_string(), Value::String(v.to_string()));
+            entries.push((AttrKey::Known(k), Value::String(v.to_string())));
         }
-    };
-    put("url.path", Some(&request.path));
-    put("http.request.method", Some(&request.method));
-    put("source.address", ip);
-    put("user.id", request.user_id.as_deref());
-    put("session.id", request.session_id.as_deref());
-    put("request_id", request.request_id.as_deref());
-    if let Some(body) = &request.body {
-        attrs.insert(
-            "request.body".into(),
-            Value::Object(body.clone().into_owned()),
-        );
     }
-    AuditEvent::new(INGRESS_EVENT_TYPE, attrs)
+    let mut entries: Vec<(AttrKey, Value)> = Vec::with_capacity(8);
+    put(&mut entries, Known::EventType, Some(INGRESS_EVENT_TYPE));
+    put(
+        &mut entries,
+        Known::HttpRequestMethod,
+        Some(&request.method),
+    );
+    if let Some(body) = &request.body {
+        entries.push((
+            AttrKey::Known(Known::RequestBody),
+            Value::Object(body.clone().into_owned()),
+        ));
+    }
+    put(
+        &mut entries,
+        Known::RequestId,
+        request.request_id.as_deref(),
+    );
+    put(
+        &mut entries,
+        Known::SessionDotId,
+        request.session_id.as_deref(),
+    );
+    put(&mut entries, Known::SourceAddress, ip);
+    put(&mut entries, Known::UrlPath, Some(&request.path));
+    put(&mut entries, Known::UserDotId, request.user_id.as_deref());
+    AuditEvent::from_compact(Attributes::from_entries(entries))
 }
 
 #[cfg(test)]
 mod tests {
     use super::push_ip;
+
+    /// The synthetic event as it was built before the compact attributes:
+    /// a map, then `AuditEvent::new`.
+    fn synthetic_via_map(
+        request: &super::RequestView<'_>,
+        ip: Option<&str>,
+    ) -> Result<super::AuditEvent, sec_audit_core::EventError> {
+        use serde_json::{Map, Value};
+        let mut attrs = Map::new();
+        let mut put = |k: &str, v: Option<&str>| {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                attrs.insert(k.to_string(), Value::String(v.to_string()));
+            }
+        };
+        put("url.path", Some(&request.path));
+        put("http.request.method", Some(&request.method));
+        put("source.address", ip);
+        put("user.id", request.user_id.as_deref());
+        put("session.id", request.session_id.as_deref());
+        put("request_id", request.request_id.as_deref());
+        if let Some(body) = &request.body {
+            attrs.insert(
+                "request.body".into(),
+                Value::Object(body.clone().into_owned()),
+            );
+        }
+        super::AuditEvent::new(super::INGRESS_EVENT_TYPE, attrs)
+    }
+
+    #[test]
+    fn the_synthetic_event_is_the_one_the_map_built() {
+        use std::borrow::Cow;
+        let body = serde_json::json!({"amount": 5, "to": "x"});
+        let mut views = vec![
+            super::RequestView::new("GET", "/a", "10.0.0.1:5"),
+            super::RequestView::new("", "", ""),
+        ];
+        let mut full = super::RequestView::new("POST", "/transfer/1", "[::1]:9");
+        full.user_id = Some(Cow::Borrowed("u7"));
+        full.session_id = Some(Cow::Borrowed("s1"));
+        full.request_id = Some(Cow::Borrowed(""));
+        full.body = body.as_object().map(|m| Cow::Owned(m.clone()));
+        views.push(full);
+        for v in &views {
+            for ip in [None, Some(""), Some("203.0.113.9"), Some("::1")] {
+                let a = super::synthetic_event(v, ip).map_err(|e| e.to_string());
+                let b = synthetic_via_map(v, ip).map_err(|e| e.to_string());
+                assert_eq!(a, b, "{v:?} {ip:?}");
+            }
+        }
+    }
 
     #[test]
     fn ip_text_is_the_display_form() {
