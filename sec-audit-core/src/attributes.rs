@@ -188,8 +188,13 @@ impl Attributes {
     fn index(&mut self) {
         self.known = [ABSENT; KNOWN];
         for (i, (key, _)) in self.entries.iter().enumerate() {
-            if let (AttrKey::Known(k), Ok(at)) = (key, u32::try_from(i)) {
-                self.known[*k as usize] = at;
+            let known = match key {
+                AttrKey::Known(k) => Some(*k),
+                // A caller may spell a known key as `Other`.
+                AttrKey::Other(s) => Known::of(s),
+            };
+            if let (Some(k), Ok(at)) = (known, u32::try_from(i)) {
+                self.known[k as usize] = at;
             }
         }
     }
@@ -351,6 +356,16 @@ mod tests {
         assert_eq!(a["missing"], Value::Null);
         assert_eq!(a.known(Known::UserId), None);
         assert_eq!(Attributes::from_map(m), a);
+    }
+
+    #[test]
+    fn a_known_key_spelled_as_other_is_still_found() {
+        let a = Attributes::from_entries(vec![
+            (AttrKey::Other("srcip".into()), json!("1.2.3.4")),
+            (AttrKey::Known(Known::EventType), json!("x")),
+        ]);
+        assert_eq!(a.known(Known::Srcip), Some(&json!("1.2.3.4")));
+        assert_eq!(a.get("srcip"), Some(&json!("1.2.3.4")));
     }
 
     #[test]
