@@ -366,27 +366,6 @@ impl HistoryStore for RecordingHistory {
         });
         rows
     }
-    fn visit(
-        &self,
-        key: &ScopeKey,
-        since: f64,
-        event_types: Option<&[String]>,
-        limit: usize,
-        f: &mut dyn FnMut(&HistoryRow),
-    ) {
-        let mut n = 0usize;
-        self.inner
-            .visit(key, since, event_types, limit, &mut |row| {
-                n += 1;
-                f(row)
-            });
-        lock(&self.trace).access(|| {
-            format!(
-                "history {key}: {n} row(s) ({}, newer than {since:.3}, at most {limit})",
-                types_of(event_types)
-            )
-        });
-    }
     fn visit_all(
         &self,
         key: &ScopeKey,

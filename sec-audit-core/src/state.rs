@@ -87,9 +87,9 @@ pub trait HistoryStore: Send + Sync {
         limit: usize,
         f: &mut dyn FnMut(&HistoryRow),
     ) {
-        for row in self.query(key, since, event_types, limit) {
-            f(&row);
-        }
+        self.visit_all(key, since, event_types, limit, &mut |rows| {
+            rows.for_each(&mut *f)
+        });
     }
 
     /// Calls `f` once with the rows [`HistoryStore::query`] would return,

@@ -119,24 +119,7 @@ impl<'a> HistoryReader<'a> {
         q: &HistoryQuery<'_>,
         f: &mut dyn FnMut(&HistoryRow),
     ) -> Result<(), RuleError> {
-        let (Some((since, types, limit)), Some(store)) = (self.plan(scope, q)?, self.store) else {
-            return Ok(());
-        };
-        let mut keys = self.keys.iter().filter(|k| k.scope() == scope);
-        match (keys.next(), keys.next()) {
-            (None, _) => Ok(()),
-            (Some(key), None) => {
-                store.visit(key, since, types.as_deref(), limit, f);
-                Ok(())
-            }
-            // Several keys of the scope: rows are merged by time first.
-            (Some(_), Some(_)) => {
-                for row in self.events(scope, q)? {
-                    f(&row);
-                }
-                Ok(())
-            }
-        }
+        self.visit_all(scope, q, &mut |rows| rows.for_each(&mut *f))
     }
 
     /// Calls `f` once with the rows [`HistoryReader::events`] would

@@ -307,23 +307,6 @@ impl HistoryStore for MemoryHistory {
         h.matching(since, event_types, limit).cloned().collect()
     }
 
-    fn visit(
-        &self,
-        key: &ScopeKey,
-        since: f64,
-        event_types: Option<&[String]>,
-        limit: usize,
-        f: &mut dyn FnMut(&HistoryRow),
-    ) {
-        let k = key.as_str();
-        let map = self.shards[shard_of(&self.hasher, k)].lock();
-        if let Some(h) = map.get(k) {
-            for row in h.matching(since, event_types, limit) {
-                f(row);
-            }
-        }
-    }
-
     fn visit_all(
         &self,
         key: &ScopeKey,
