@@ -28,6 +28,22 @@ use sec_audit_core::ManualClock;
 use sec_audit_enforce::{Config, RequestView, Runtime, Sink};
 use sec_audit_rules::Engine;
 
+/// Evaluates `stream` `passes` times, each pass a day after the one before
+/// (so windows never reach back into the previous pass).
+fn evaluate_passes(
+    engine: &Engine,
+    stream: &[sec_audit_benches::TimedEvent],
+    clock: &ManualClock,
+    passes: usize,
+) {
+    for pass in 0..passes as i64 {
+        for e in stream {
+            clock.set_ns(e.timestamp_ns + pass * 86_400_000_000_000);
+            std::hint::black_box(engine.evaluate(&e.event, false).ok());
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = args.first().map_or("egress", String::as_str);
@@ -47,12 +63,7 @@ fn main() {
                 b = b.rule_with_config(rule, table);
             }
             let engine = b.build().expect("engine");
-            for pass in 0..passes as i64 {
-                for e in &stream {
-                    clock.set_ns(e.timestamp_ns + pass * 86_400_000_000_000);
-                    std::hint::black_box(engine.evaluate(&e.event, false).ok());
-                }
-            }
+            evaluate_passes(&engine, &stream, &clock, passes);
         }
         "handle" => {
             let config = Config::from_toml_str(QUICKSTART_BUILTINS).expect("config");
@@ -107,12 +118,7 @@ fn main() {
                 .rule_with_config(rule, table)
                 .build()
                 .expect("engine");
-            for pass in 0..passes as i64 {
-                for e in &stream {
-                    clock.set_ns(e.timestamp_ns + pass * 86_400_000_000_000);
-                    std::hint::black_box(engine.evaluate(&e.event, false).ok());
-                }
-            }
+            evaluate_passes(&engine, &stream, &clock, passes);
         }
         "replay" => {
             let lines = jsonl_lines(GenOptions::new(42, n));
@@ -146,12 +152,7 @@ fn main() {
                 .rule(rule)
                 .build()
                 .expect("engine");
-            for pass in 0..passes as i64 {
-                for e in &stream {
-                    clock.set_ns(e.timestamp_ns + pass * 86_400_000_000_000);
-                    std::hint::black_box(engine.evaluate(&e.event, false).ok());
-                }
-            }
+            evaluate_passes(&engine, &stream, &clock, passes);
         }
         "emit" | "emit_buffered" | "emit_otel" => {
             use sec_audit_core::Scrubber;
