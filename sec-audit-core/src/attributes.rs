@@ -33,6 +33,7 @@ known_keys! {
     ActionName = "action.name",
     Actor = "actor",
     AppLabel = "app_label",
+    Attributes = "attributes",
     Body = "body",
     ChangedFields = "changed_fields",
     CrudAction = "crud_action",

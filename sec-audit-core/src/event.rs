@@ -660,43 +660,15 @@ impl<'de> Visitor<'de> for RecordVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
         let mut top = Vec::new();
         let mut attributes = None;
-        while let Some(key) = map.next_key_seed(KeySeed)? {
+        while let Some(key) = map.next_key_seed(AttrKeySeed)? {
             match key {
-                Key::Attributes => attributes = Some(map.next_value_seed(AttributesSeed)?),
-                Key::Attr(key) => top.push((key, map.next_value::<Value>()?)),
+                AttrKey::Known(Known::Attributes) => {
+                    attributes = Some(map.next_value_seed(AttributesSeed)?)
+                }
+                key => top.push((key, map.next_value::<Value>()?)),
             }
         }
         Ok(Record::Object { top, attributes })
-    }
-}
-
-/// A top-level key: `attributes` or an attribute's key.
-enum Key {
-    Attributes,
-    Attr(AttrKey),
-}
-
-/// Reads a key without allocating it when it is `attributes` or known.
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Key;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
-        d.deserialize_str(KeySeed)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Key;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string key")
-    }
-    fn visit_str<E>(self, key: &str) -> Result<Key, E> {
-        Ok(if key == "attributes" {
-            Key::Attributes
-        } else {
-            Key::Attr(AttrKey::new(key))
-        })
     }
 }
 
@@ -725,7 +697,7 @@ impl<'de> Visitor<'de> for AttributesSeed {
     }
 }
 
-/// Reads an attribute key, not allocating a known one.
+/// Reads a key, not allocating a known one (`attributes` included).
 struct AttrKeySeed;
 
 impl<'de> DeserializeSeed<'de> for AttrKeySeed {
