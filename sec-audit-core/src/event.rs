@@ -46,10 +46,10 @@ pub const EVENT_TYPES: [&str; 13] = [
     "http.response.redirect",
     "http.response.server_error",
     "http.response.success",
+    "model.access",
     "model.create",
     "model.delete",
     "model.update",
-    "model.view",
 ];
 
 /// The index of `event_type` in [`EVENT_TYPES`].
